@@ -1,0 +1,176 @@
+"""Command line: a thin layer over the library.
+
+    assistant ingest [DIR] [--rebuild]
+    assistant ask "question" [--json] [--stream]
+    assistant search "query" [-k N]
+    assistant eval [--answerer offline|llm] [--out DIR]
+    assistant serve
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import textwrap
+from typing import Any
+
+from .errors import AssistantError
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _assistant(args: argparse.Namespace, docs: str | None = None) -> Any:
+    from .assistant import Assistant
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "answerer", None):
+        overrides["answerer"] = args.answerer
+    return Assistant(docs_dir=docs or args.docs, index_dir=args.index, **overrides)
+
+
+def _print_answer(answer: Any) -> None:
+    _out(answer.text)
+    if answer.notes:
+        for note in answer.notes:
+            _out(f"note: {note}")
+    if answer.citations:
+        _out()
+        _out("Sources:")
+        for n, c in enumerate(answer.citations, start=1):
+            _out(f"[{n}] {c.source}  chars {c.start}-{c.end}  — {c.title[:70]}")
+            for line in textwrap.wrap(f"“{c.quote}”", width=100):
+                _out(f"    {line}")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    kb = _assistant(args, docs=args.dir)
+    report = kb.sync(rebuild=args.rebuild)
+    _out(report.summary())
+    for skipped in report.skipped:
+        _out(f"skipped: {skipped}")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    kb = _assistant(args)
+    if args.stream:
+        answer = None
+        for piece in kb.stream(args.question):
+            if isinstance(piece, str):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            else:
+                answer = piece
+        _out()
+        if answer is not None and not args.json:
+            _out()
+            _out("Verified answer:")
+            _print_answer(answer)
+    else:
+        answer = kb.ask(args.question)
+        if not args.json:
+            _print_answer(answer)
+    if args.json and answer is not None:
+        _out(answer.model_dump_json(indent=2))
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    kb = _assistant(args)
+    hits = kb.search(args.query, k=args.k)
+    if args.json:
+        _out(json.dumps([h.model_dump() for h in hits], indent=2))
+        return 0
+    for n, h in enumerate(hits, start=1):
+        dense = f"{h.dense_score:.3f}" if h.dense_score is not None else "-"
+        bm25 = f"{h.bm25_score:.2f}" if h.bm25_score is not None else "-"
+        _out(f"{n}. {h.source} chars {h.start}-{h.end}  fused={h.score:.4f} dense={dense} bm25={bm25}")
+        _out(textwrap.indent(textwrap.fill(" ".join(h.text.split())[:400], 100), "    "))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .eval import run_cli
+
+    return run_cli(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .ui import serve
+
+    serve(docs_dir=args.docs, index_dir=args.index, host=args.host, port=args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="assistant", description="Cited answers over a folder of news articles.")
+    p.add_argument("--docs", help="documents folder (default: ASSISTANT_DOCS_DIR or the repo's seeds/)")
+    p.add_argument("--index", help="index folder (default: ASSISTANT_INDEX_DIR or a cache folder)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("ingest", help="sync a folder of articles into the index")
+    s.add_argument("dir", nargs="?", help="documents folder")
+    s.add_argument("--rebuild", action="store_true", help="delete the index and build it again")
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("ask", help="answer a question with cited sources")
+    s.add_argument("question")
+    s.add_argument("--json", action="store_true", help="print the Answer as JSON")
+    s.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    s.add_argument("--answerer", choices=["auto", "offline", "llm"])
+    s.set_defaults(func=cmd_ask)
+
+    s = sub.add_parser("search", help="show the top retrieved chunks")
+    s.add_argument("query")
+    s.add_argument("-k", type=int, default=None, help="how many chunks")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("eval", help="score answers and citations on eval/questions.jsonl")
+    s.add_argument("--answerer", choices=["offline", "llm"], default="offline")
+    s.add_argument("--out", default="eval/results", help="folder for results.json and report.md")
+    s.add_argument("--questions", default=None, help="question file (default eval/questions.jsonl)")
+    s.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("serve", help="start the chat page")
+    s.add_argument("--host", default=None)
+    s.add_argument("--port", type=int, default=None)
+    s.set_defaults(func=cmd_serve)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("bm25s", "chromadb", "httpx", "onnxruntime"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose else logging.ERROR)
+    try:
+        return int(args.func(args))
+    except AssistantError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        return 130
+    except Exception as exc:  # the user never sees a traceback; -v shows it
+        if args.verbose:
+            raise
+        sys.stderr.write(
+            f"Unexpected error: {type(exc).__name__}: {exc}\n"
+            "Run again with -v for details, or rebuild the index with: assistant ingest --rebuild\n"
+        )
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

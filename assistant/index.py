@@ -1,0 +1,271 @@
+"""The Chroma index: opening it (on disk or a server) and syncing a documents folder into it.
+
+The collection itself is the manifest: every chunk carries its article's path and content hash,
+so a sync compares the folder against what is stored and embeds only what is new.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import ingest
+from .embed import OnnxEmbedder
+from .errors import DocumentsError, IndexUnavailableError
+from .schema import SyncReport
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+COLLECTION_PREFIX = "articles_"
+_GET_PAGE = 5000
+
+
+def _chroma_settings() -> Any:
+    from chromadb.config import Settings as ChromaSettings
+
+    return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+
+
+def open_client(settings: Settings) -> Any:
+    """A Chroma client: HTTP when chroma_host is set, otherwise persistent on disk."""
+    import chromadb
+
+    if settings.chroma_host:
+        try:
+            client = chromadb.HttpClient(
+                host=settings.chroma_host, port=settings.chroma_port, settings=_chroma_settings()
+            )
+            client.heartbeat()
+        except Exception as exc:
+            raise IndexUnavailableError(
+                f"Cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port} "
+                f"({type(exc).__name__}: {exc}). Start it (chroma run --host {settings.chroma_host} "
+                f"--port {settings.chroma_port} --path DIR) or unset ASSISTANT_CHROMA_HOST to use "
+                "the on-disk index."
+            ) from None
+        return client
+    path = settings.resolved_index_dir()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        client = chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
+        client.list_collections()
+    except Exception as exc:
+        raise IndexUnavailableError(
+            f"The index at {path} cannot be opened ({type(exc).__name__}: {exc}). It may be "
+            f"corrupted. Rebuild it from the articles with: assistant ingest --rebuild "
+            f"(or delete {path} and run assistant ingest)."
+        ) from None
+    return client
+
+
+def wipe_local_index(settings: Settings) -> None:
+    """Delete the on-disk index folder (used by --rebuild)."""
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()  # chroma caches one system per path in-process
+    path = settings.resolved_index_dir()
+    if path.exists():
+        shutil.rmtree(path)
+        log.warning("deleted index folder %s", path)
+
+
+@contextlib.contextmanager
+def sync_lock(settings: Settings) -> Iterator[None]:
+    """Serialise syncs of one on-disk index across processes."""
+    if settings.chroma_host:
+        yield
+        return
+    path = settings.resolved_index_dir()
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / ".sync.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _chunk_id(source: str, file_sha: str, index: int) -> str:
+    return f"{file_sha[:16]}-{hashlib.sha1(source.encode()).hexdigest()[:10]}-{index}"
+
+
+def _text_sha(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+@dataclass
+class StoredChunks:
+    """What the collection holds, grouped by article."""
+
+    ids_by_source: dict[str, dict[str, list[str]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(list))
+    )
+    n_expected: dict[tuple[str, str], int] = field(default_factory=dict)
+    ids_by_sha: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def complete(self, source: str, sha: str) -> bool:
+        versions = self.ids_by_source.get(source, {})
+        if set(versions) != {sha}:
+            return False
+        return len(versions[sha]) == self.n_expected.get((source, sha), -1)
+
+
+def get_all(collection: Any, include: list[str]) -> Iterator[tuple[str, dict[str, Any], Any]]:
+    """Page through a whole collection: (id, metadata, document-or-None)."""
+    total = collection.count()
+    for offset in range(0, total, _GET_PAGE):
+        page = collection.get(include=include, limit=_GET_PAGE, offset=offset)
+        docs = page.get("documents") or [None] * len(page["ids"])
+        yield from zip(page["ids"], page["metadatas"], docs)
+
+
+class Index:
+    """One Chroma collection of article chunks, named after the settings that shape it."""
+
+    def __init__(self, settings: Settings, embedder: OnnxEmbedder) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.client = open_client(settings)
+        try:
+            self.collection = self.client.get_or_create_collection(
+                name=settings.collection_name(),
+                metadata={"hnsw:space": "cosine", "embed_model": settings.embed_model},
+                embedding_function=None,
+            )
+        except Exception as exc:
+            raise IndexUnavailableError(
+                f"Cannot open the collection {settings.collection_name()} ({exc}). "
+                "Rebuild the index: assistant ingest --rebuild."
+            ) from None
+
+    def count(self) -> int:
+        return int(self.collection.count())
+
+    def _drop_stale_collections(self) -> None:
+        keep = self.settings.collection_name()
+        for col in self.client.list_collections():
+            name = col if isinstance(col, str) else col.name
+            if name.startswith(COLLECTION_PREFIX) and name != keep:
+                log.info("dropping collection %s built with other settings", name)
+                self.client.delete_collection(name)
+
+    def stored(self) -> StoredChunks:
+        st = StoredChunks()
+        for cid, meta, _ in get_all(self.collection, ["metadatas"]):
+            src, sha = meta["source"], meta["file_sha"]
+            st.ids_by_source[src][sha].append(cid)
+            st.n_expected[(src, sha)] = int(meta["n_chunks"])
+            st.ids_by_sha[sha].append(cid)
+        return st
+
+    def _reusable_vectors(self, ids: list[str]) -> dict[str, list[float]]:
+        """Stored vectors keyed by the sha of their chunk text."""
+        out: dict[str, list[float]] = {}
+        for b in range(0, len(ids), _GET_PAGE):
+            got = self.collection.get(ids=ids[b : b + _GET_PAGE], include=["embeddings", "metadatas"])
+            for meta, emb in zip(got["metadatas"], got["embeddings"]):
+                out[str(meta["text_sha"])] = list(emb)
+        return out
+
+    def sync(self, docs_dir: Path | None = None) -> SyncReport:
+        """Bring the collection in line with the documents folder."""
+        t0 = time.perf_counter()
+        docs_dir = Path(docs_dir or self.settings.docs_dir)
+        report = SyncReport()
+        with sync_lock(self.settings):
+            self._drop_stale_collections()
+            paths = ingest.discover(docs_dir)
+            docs: list[ingest.Document] = []
+            present: set[str] = set()
+            for path in paths:
+                present.add(path.relative_to(docs_dir).as_posix())
+                try:
+                    docs.append(ingest.load(path, docs_dir, self.settings.max_file_bytes))
+                except DocumentsError as exc:
+                    log.warning("%s", exc)
+                    report.skipped.append(str(exc))
+            if not docs:
+                raise DocumentsError(
+                    f"No readable .txt or .md articles in {str(docs_dir)!r}"
+                    + (f" ({len(report.skipped)} skipped: {'; '.join(report.skipped)})" if report.skipped else "")
+                    + ". Add UTF-8 .txt/.md files there and run assistant ingest again."
+                )
+            stored = self.stored()
+            # Sources we could not read this time keep their previous chunks: nothing is lost.
+            gone = [s for s in stored.ids_by_source if s not in present]
+            gone_shas = {sha for s in gone for sha in stored.ids_by_source[s]}
+            for doc in docs:
+                if stored.complete(doc.source, doc.sha256):
+                    report.unchanged += 1
+                    continue
+                old_versions = stored.ids_by_source.get(doc.source, {})
+                reuse_ids = list(stored.ids_by_sha.get(doc.sha256, []))
+                for ids in old_versions.values():
+                    reuse_ids.extend(ids)
+                embedded, reused = self._write(doc, reuse_ids)
+                report.chunks_embedded += embedded
+                report.chunks_reused += reused
+                stale = [cid for sha, ids in old_versions.items() for cid in ids]
+                new_ids = {_chunk_id(doc.source, doc.sha256, i) for i in range(embedded + reused)}
+                stale = [cid for cid in stale if cid not in new_ids]
+                if stale:
+                    self.collection.delete(ids=stale)
+                if old_versions:
+                    report.updated += 1
+                elif doc.sha256 in gone_shas and embedded == 0:
+                    report.renamed += 1
+                    gone_shas.discard(doc.sha256)
+                else:
+                    report.added += 1
+            on_disk_shas = {d.sha256 for d in docs}
+            for src in gone:
+                versions = stored.ids_by_source[src]
+                self.collection.delete(ids=[cid for ids in versions.values() for cid in ids])
+                if not set(versions) & on_disk_shas:  # else it was renamed, counted above
+                    report.removed += 1
+            report.files_total = len(docs)
+            report.chunks_total = self.count()
+        report.seconds = time.perf_counter() - t0
+        log.info("sync: %s", report.summary())
+        return report
+
+    def _write(self, doc: ingest.Document, reuse_ids: list[str]) -> tuple[int, int]:
+        """Chunk one article and store it, reusing vectors of identical chunk texts."""
+        chunks = ingest.chunk(doc, self.settings.chunk_tokens, self.settings.chunk_overlap_tokens)
+        vectors = self._reusable_vectors(reuse_ids) if reuse_ids else {}
+        shas = [_text_sha(c.text) for c in chunks]
+        missing = [i for i, s in enumerate(shas) if s not in vectors]
+        if missing:
+            fresh = self.embedder.embed([chunks[i].text for i in missing])
+            for i, vec in zip(missing, fresh):
+                vectors[shas[i]] = vec.tolist()
+        self.collection.upsert(
+            ids=[_chunk_id(doc.source, doc.sha256, c.index) for c in chunks],
+            embeddings=[vectors[s] for s in shas],
+            documents=[c.text for c in chunks],
+            metadatas=[
+                {
+                    "source": doc.source,
+                    "title": doc.title,
+                    "file_sha": doc.sha256,
+                    "text_sha": s,
+                    "start": c.start,
+                    "end": c.end,
+                    "chunk": c.index,
+                    "n_chunks": len(chunks),
+                    "tokens": c.tokens,
+                }
+                for c, s in zip(chunks, shas)
+            ],
+        )
+        return len(missing), len(chunks) - len(missing)

@@ -1,0 +1,212 @@
+"""Read articles from a folder and split them into token-aware, sentence-aligned chunks.
+
+Offsets are character offsets into the file decoded as UTF-8 *without* newline translation,
+i.e. ``open(path, encoding="utf-8", newline="").read()`` (see :func:`read_text`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import DocumentsError
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = {".txt", ".md"}
+ENCODING_NAME = "cl100k_base"
+
+# A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace.
+_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)")
+_ABBREV = re.compile(
+    r"(?:\b(?:[A-Z]\.){1,3}|\b(?:Mr|Mrs|Ms|Dr|St|Gen|Lt|Col|Maj|Capt|Sgt|No|Jr|Sr|vs|etc|approx|"
+    r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Prof|Gov|Rep|Sen)\.)[\"'”’)\]]*$"
+)
+
+
+@lru_cache(maxsize=1)
+def encoding():  # type: ignore[no-untyped-def]
+    """The tiktoken encoding used to count tokens (offline: see assistant/__init__)."""
+    import tiktoken
+
+    return tiktoken.get_encoding(ENCODING_NAME)
+
+
+def count_tokens(text: str) -> int:
+    return len(encoding().encode_ordinary(text))
+
+
+@dataclass(frozen=True)
+class Document:
+    source: str  # path relative to the documents folder, POSIX separators
+    path: Path
+    text: str
+    sha256: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    source: str
+    start: int
+    end: int
+    text: str
+    index: int
+    tokens: int
+
+
+def read_text(path: Path) -> str:
+    """The exact text citations point into."""
+    return path.read_bytes().decode("utf-8")
+
+
+def title_of(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:200]
+    return ""
+
+
+def discover(docs_dir: Path) -> list[Path]:
+    """Every .txt/.md file under docs_dir (hidden entries and symlinked folders skipped)."""
+    docs_dir = Path(docs_dir)
+    if not docs_dir.exists():
+        raise DocumentsError(
+            f"Documents folder {str(docs_dir)!r} does not exist. "
+            "Create it and put .txt or .md articles in it, or set ASSISTANT_DOCS_DIR."
+        )
+    if not docs_dir.is_dir():
+        raise DocumentsError(f"{str(docs_dir)!r} is a file, not a folder of articles.")
+    found: list[Path] = []
+    for root, dirs, files in os.walk(docs_dir, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            if Path(name).suffix.lower() in SUFFIXES:
+                found.append(Path(root) / name)
+    return found
+
+
+def load(path: Path, docs_dir: Path, max_bytes: int) -> Document:
+    """Read and validate one article; raises DocumentsError with the reason it was skipped."""
+    source = path.relative_to(docs_dir).as_posix()
+    try:
+        if path.stat().st_size > max_bytes:
+            raise DocumentsError(
+                f"{source}: skipped, {path.stat().st_size:,} bytes is over the "
+                f"{max_bytes:,}-byte limit (ASSISTANT_MAX_FILE_BYTES)"
+            )
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DocumentsError(f"{source}: skipped, it disappeared while reading") from None
+    except OSError as exc:
+        raise DocumentsError(f"{source}: skipped, cannot read it ({exc.strerror})") from None
+    if b"\x00" in data[:8192]:
+        raise DocumentsError(f"{source}: skipped, looks like a binary file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentsError(
+            f"{source}: skipped, not UTF-8 text (byte {exc.start}); re-save it as UTF-8"
+        ) from None
+    if not text.strip():
+        raise DocumentsError(f"{source}: skipped, the file is empty")
+    return Document(
+        source=source,
+        path=path,
+        text=text,
+        sha256=hashlib.sha256(data).hexdigest(),
+        title=title_of(text),
+    )
+
+
+def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Sentence spans (start, end) within text[start:end], whitespace-trimmed, in order."""
+    end = len(text) if end is None else end
+    spans: list[tuple[int, int]] = []
+    for line in re.finditer(r"[^\n]+", text[start:end]):
+        ls, le = start + line.start(), start + line.end()
+        cur = ls
+        for m in _END.finditer(text, ls, le):
+            cut = m.end()
+            if _ABBREV.search(text, cur, cut):
+                continue
+            nxt = text[cut:le].lstrip()
+            if nxt and nxt[0].islower():
+                continue
+            spans.append((cur, cut))
+            cur = cut
+        spans.append((cur, le))
+    out = []
+    for s, e in spans:
+        seg = text[s:e]
+        lstrip = len(seg) - len(seg.lstrip())
+        rstrip = len(seg) - len(seg.rstrip())
+        s, e = s + lstrip, e - rstrip
+        if e > s:
+            out.append((s, e))
+    return out
+
+
+def _split_long(text: str, span: tuple[int, int], limit: int) -> list[tuple[int, int]]:
+    """Cut an over-long sentence at word boundaries into pieces of at most ~limit tokens."""
+    s, e = span
+    words = list(re.finditer(r"\S+", text[s:e]))
+    pieces: list[tuple[int, int]] = []
+    piece_start: int | None = None
+    piece_end = s
+    used = 0
+    for w in words:
+        ws, we = s + w.start(), s + w.end()
+        n = count_tokens(text[ws:we]) + 1
+        if piece_start is not None and used + n > limit:
+            pieces.append((piece_start, piece_end))
+            piece_start, used = None, 0
+        if piece_start is None:
+            piece_start = ws
+        piece_end, used = we, used + n
+    if piece_start is not None:
+        pieces.append((piece_start, piece_end))
+    return pieces
+
+
+def chunk(doc: Document, chunk_tokens: int, overlap_tokens: int) -> list[Chunk]:
+    """Pack whole sentences into chunks of at most chunk_tokens, overlapping by whole sentences."""
+    text = doc.text
+    sentences = split_sentences(text)
+    if not sentences:
+        return []
+    enc = encoding()
+    units: list[tuple[int, int]] = []
+    counts: list[int] = []
+    for span, toks in zip(sentences, enc.encode_ordinary_batch([text[s:e] for s, e in sentences])):
+        if len(toks) <= chunk_tokens:
+            units.append(span)
+            counts.append(len(toks))
+            continue
+        for piece in _split_long(text, span, chunk_tokens):
+            units.append(piece)
+            counts.append(count_tokens(text[piece[0] : piece[1]]))
+    chunks: list[Chunk] = []
+    i = 0
+    while i < len(units):
+        j, used = i, counts[i]
+        while j + 1 < len(units) and used + counts[j + 1] <= chunk_tokens:
+            j += 1
+            used += counts[j]
+        s, e = units[i][0], units[j][1]
+        chunks.append(Chunk(doc.source, s, e, text[s:e], len(chunks), used))
+        if j + 1 >= len(units):
+            break
+        k, back = j + 1, 0
+        while k - 1 > i and back + counts[k - 1] <= overlap_tokens:
+            k -= 1
+            back += counts[k]
+        i = k
+    return chunks

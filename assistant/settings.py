@@ -1,0 +1,146 @@
+"""One settings model for the whole assistant (environment prefix ``ASSISTANT_``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_ROOT.parent
+DEFAULT_DOCS = REPO_ROOT / "seeds"
+PROMPTS_DIR = REPO_ROOT / "prompts"
+
+#: Bumped whenever chunking logic changes in a way that changes chunk spans.
+CHUNKER_VERSION = 1
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "assistant"
+
+
+class Settings(BaseSettings):
+    """Everything that can be configured. Unknown keys are rejected."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ASSISTANT_", extra="forbid", validate_assignment=True
+    )
+
+    # --- corpus and index -------------------------------------------------
+    docs_dir: Path = Field(DEFAULT_DOCS, description="Folder of .txt/.md articles to answer from.")
+    index_dir: Path | None = Field(
+        None,
+        description="Folder of the on-disk Chroma index. Default: a folder per docs_dir "
+        "under $XDG_CACHE_HOME/assistant (or ~/.cache/assistant).",
+    )
+    chroma_host: str | None = Field(
+        None, description="Use a Chroma server at this host instead of the on-disk index."
+    )
+    chroma_port: int = Field(8000, description="Port of the Chroma server (with chroma_host).")
+    embed_model: str = Field(
+        "all-MiniLM-L6-v2-int8", description="Embedding model id (only the bundled one ships)."
+    )
+    embed_batch_size: int = Field(32, ge=1, le=512, description="Texts per embedding batch.")
+    chunk_tokens: int = Field(
+        160, ge=32, le=240, description="Target chunk size in tiktoken tokens (cl100k_base)."
+    )
+    chunk_overlap_tokens: int = Field(
+        32, ge=0, le=120, description="Tokens of whole sentences repeated between neighbour chunks."
+    )
+    max_file_bytes: int = Field(
+        20_000_000, ge=1, description="Larger files are skipped at ingest with a warning."
+    )
+
+    # --- retrieval and answering -------------------------------------------
+    top_k: int = Field(6, ge=1, le=50, description="Chunks handed to the answerer after fusion.")
+    candidate_k: int = Field(
+        20, ge=1, le=200, description="Chunks each retriever (dense, BM25) returns before fusion."
+    )
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+    abstain_threshold: float = Field(
+        0.42,
+        ge=0.0,
+        le=1.0,
+        description="Evidence score under which the answer says the articles don't cover it "
+        "(calibrated on eval/questions.jsonl; see README).",
+    )
+    max_question_chars: int = Field(
+        2000, ge=10, description="Longer questions are refused with a clear error."
+    )
+
+    # --- LLM answerer ------------------------------------------------------
+    answerer: Literal["auto", "offline", "llm"] = Field(
+        "auto",
+        description="offline: no LLM; llm: require one; auto: LLM when a base URL or "
+        "OPENAI_API_KEY is set, else offline.",
+    )
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1."
+    )
+    llm_api_key: str | None = Field(
+        None, description="API key; OPENAI_API_KEY is used when this is unset."
+    )
+    llm_model: str = Field("gpt-4o-mini", description="Model name sent to the server.")
+    llm_temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature.")
+    llm_timeout: float = Field(60.0, gt=0, description="Seconds before one LLM request times out.")
+    llm_max_retries: int = Field(2, ge=0, le=10, description="Retries on 429/5xx/connection errors.")
+    llm_max_tokens: int = Field(400, ge=16, description="Maximum tokens in the LLM's reply.")
+    llm_context_window: int = Field(
+        8192, ge=512, description="Model context window in tokens; the prompt is packed to fit."
+    )
+    llm_fallback_offline: bool = Field(
+        True, description="If the LLM fails, answer offline and say so in the answer."
+    )
+    keep_unsupported: bool = Field(
+        False, description="Keep LLM sentences the verifier could not support (marked)."
+    )
+
+    # --- web page ------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address the chat page binds to.")
+    port: int = Field(7860, ge=1, le=65535, description="Port of the chat page.")
+    auth_username: str | None = Field(None, description="Username for the page (needed off loopback).")
+    auth_password: str | None = Field(None, description="Password for the page.")
+    max_upload_bytes: int = Field(2_000_000, ge=1, description="Largest article upload accepted.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.chunk_overlap_tokens >= self.chunk_tokens:
+            raise ValueError("chunk_overlap_tokens must be smaller than chunk_tokens")
+        return self
+
+    # ------------------------------------------------------------------------
+    def resolved_index_dir(self) -> Path:
+        if self.index_dir is not None:
+            return Path(self.index_dir)
+        docs = Path(self.docs_dir).resolve()
+        tag = hashlib.sha256(str(docs).encode()).hexdigest()[:10]
+        return _default_cache() / f"{docs.name}-{tag}"
+
+    def index_fingerprint(self) -> str:
+        """Hash of every setting that shapes the stored vectors and chunk spans."""
+        shape = {
+            "embed_model": self.embed_model,
+            "chunk_tokens": self.chunk_tokens,
+            "chunk_overlap_tokens": self.chunk_overlap_tokens,
+            "chunker": CHUNKER_VERSION,
+        }
+        return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
+
+    def collection_name(self) -> str:
+        return f"articles_{self.index_fingerprint()}"
+
+    def llm_key(self) -> str | None:
+        return self.llm_api_key or os.environ.get("OPENAI_API_KEY") or None
+
+    def use_llm(self) -> bool:
+        if self.answerer == "offline":
+            return False
+        if self.answerer == "llm":
+            return True
+        return bool(self.llm_base_url or self.llm_key())

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from assistant import Assistant
+
+REPO = Path(__file__).resolve().parent.parent
+SEEDS = REPO / "seeds"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's ASSISTANT_* / OPENAI_* variables or cache folder."""
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("ASSISTANT_") or key.startswith("OPENAI_"):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def seeds_copy(tmp_path: Path) -> Path:
+    dst = tmp_path / "docs"
+    shutil.copytree(SEEDS, dst)
+    for p in dst.iterdir():
+        p.chmod(0o644)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
+    """One synced index over the seeds, shared read-only by the answer tests."""
+    root = tmp_path_factory.mktemp("seeded")
+    kb = Assistant(docs_dir=SEEDS, index_dir=root / "index", answerer="offline")
+    kb.sync()
+    return kb

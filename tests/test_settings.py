@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from assistant import Settings
+
+
+def test_unknown_keys_are_rejected() -> None:
+    with pytest.raises(ValidationError):
+        Settings(chunk_size=3)  # type: ignore[call-arg]
+
+
+def test_env_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSISTANT_TOP_K", "9")
+    assert Settings().top_k == 9
+
+
+def test_every_field_is_described() -> None:
+    for name, field in Settings.model_fields.items():
+        assert field.description, name
+
+
+def test_collection_name_changes_with_what_shapes_vectors() -> None:
+    base = Settings()
+    assert Settings(chunk_tokens=120).collection_name() != base.collection_name()
+    assert Settings(chunk_overlap_tokens=10).collection_name() != base.collection_name()
+    assert Settings(top_k=3).collection_name() == base.collection_name()
+
+
+def test_overlap_must_be_smaller_than_chunk() -> None:
+    with pytest.raises(ValidationError):
+        Settings(chunk_tokens=40, chunk_overlap_tokens=40)
