@@ -116,10 +116,11 @@ def evidence(question: str, contexts: list[RetrievedContext], corpus: Corpus) ->
         return [], 0.0
     weights = {t: corpus.idf(t) for t in q_terms}
     total = sum(weights.values()) or 1.0
+    variants = {t: corpus.variants(t) for t in q_terms}
     kind = question_kind(question)
     cands = candidates(contexts)
     for c in cands:
-        c.coverage = sum(w for t, w in weights.items() if t in c.terms) / total
+        c.coverage = sum(w for t, w in weights.items() if variants[t] & c.terms) / total
         dense = c.ctx.dense_score or 0.0
         c.score = (
             c.coverage
@@ -207,10 +208,11 @@ def compose(question: str, contexts: list[RetrievedContext], corpus: Corpus, thr
         citations.append(
             Citation(source=c.ctx.source, quote=quote, start=start, end=end, title=c.ctx.title, score=c.ctx.score)
         )
-        sentence = " ".join(quote.split())
+        # every sentence of the quote carries the marker (a kept caveat is a sentence of its own)
+        sentence = " ".join(f"{quote[s:e]} [{n}]" for s, e in split_sentences(quote))
         if conflict:
             sentence = f"{c.ctx.source} ({c.ctx.title[:60]}): {sentence}"
-        parts.append(f"{sentence} [{n}]")
+        parts.append(" ".join(sentence.split()))
     if conflict:
         markers = " ".join(f"[{n}]" for n in range(1, len(citations) + 1))
         parts.insert(0, f"The articles give different figures on this {markers}.")

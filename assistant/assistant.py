@@ -112,7 +112,8 @@ class Assistant:
     # --- asking ------------------------------------------------------------------
     def search(self, query: str, k: int | None = None) -> list[RetrievedContext]:
         q = clean_question(query, self.settings.max_question_chars)
-        return self._ready().retrieve(q, k)
+        retriever = self._ready()
+        return retriever.retrieve(retriever.corpus.correct(q), k)
 
     def ask(self, question: str) -> Answer:
         """Answer a question from the articles, citing every sentence."""
@@ -120,9 +121,11 @@ class Assistant:
         q = clean_question(question, self.settings.max_question_chars)
         retriever = self._ready()
         t1 = time.perf_counter()
-        contexts = retriever.retrieve(q)
+        query = retriever.corpus.correct(q)
+        contexts = retriever.retrieve(query)
         t2 = time.perf_counter()
-        answer = compose(q, contexts, retriever.corpus, self.settings.abstain_threshold)
+        answer = compose(query, contexts, retriever.corpus, self.settings.abstain_threshold)
+        answer.question = q
         t3 = time.perf_counter()
         answer.timings = {"prepare": t1 - t0, "retrieve": t2 - t1, "answer": t3 - t2, "total": t3 - t0}
         return answer

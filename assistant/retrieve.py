@@ -64,9 +64,39 @@ class Corpus:
         for r in records:
             df.update(set(terms(r.text)))
         self.df = df
+        self.words = {w for r in records for w in _WORD.findall(r.text.lower())}
+        self._words_by_initial: dict[str, list[str]] = {}
+        for w in sorted(self.words):
+            self._words_by_initial.setdefault(w[0], []).append(w)
+        self._by_prefix: dict[str, set[str]] = {}
+        for w in df:
+            if len(w) >= 5:
+                self._by_prefix.setdefault(w[:5], set()).add(w)
         self.n = max(len(records), 1)
         self.sources = sorted({r.source for r in records})
         self.titles = {r.source: r.title for r in records}
+
+    def correct(self, text: str) -> str:
+        """Replace words the articles never use by the closest word they do (typos: 'governer')."""
+        import difflib
+
+        def fix(m: re.Match[str]) -> str:
+            w = m.group(0)
+            low = w.lower()
+            if len(low) < 4 or low in self.words or low in STOPWORDS or low.isdigit():
+                return w
+            close = difflib.get_close_matches(low, self._words_by_initial.get(low[0], []), n=1, cutoff=0.85)
+            return close[0] if close else w
+
+        return _WORD.sub(fix, text)
+
+    def variants(self, term: str) -> set[str]:
+        """The term and corpus words sharing a 5+ letter stem with it (ukrain ~ ukrainian)."""
+        if len(term) < 5:
+            return {term}
+        return {term} | self._by_prefix.get(term[:5], set()) & {
+            w for w in self._by_prefix.get(term[:5], set()) if w.startswith(term) or term.startswith(w)
+        }
 
     def idf(self, term: str) -> float:
         return math.log(1 + (self.n - self.df.get(term, 0) + 0.5) / (self.df.get(term, 0) + 0.5))

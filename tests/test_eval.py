@@ -1,0 +1,107 @@
+"""The eval set is sound, the metrics are deterministic, and the gate catches a broken answerer."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from assistant import Answer, Assistant, Citation
+from assistant import eval as ev
+from assistant.ingest import read_text
+
+REPO = Path(__file__).resolve().parent.parent
+QUESTIONS = ev.load_questions()
+
+
+def test_fact_set_shape() -> None:
+    assert len(QUESTIONS) >= 60
+    cats = Counter(q["category"] for q in QUESTIONS)
+    for cat in ("single_fact", "number", "name", "who_said", "changed_over_time", "conflict",
+                "multi_article", "paraphrase", "typo", "false_premise", "unanswerable"):
+        assert cats[cat] >= 1, cat
+    assert sum(not q["answerable"] for q in QUESTIONS) >= 12
+    assert len({q["id"] for q in QUESTIONS}) == len(QUESTIONS)
+
+
+@pytest.mark.parametrize("q", [q for q in QUESTIONS if q["support"]], ids=lambda q: q["id"])
+def test_every_support_quote_is_verbatim_in_its_file(q: dict) -> None:
+    for s in q["support"]:
+        assert s["quote"] in read_text(REPO / "seeds" / s["source"]), s
+    for facts in q["required"]:  # every required fact is findable in some supporting quote or file
+        assert any(ev.any_match(facts, read_text(REPO / "seeds" / s["source"])) for s in q["support"]), facts
+
+
+def test_matching_rules() -> None:
+    assert ev.matches("12,000", "about 12,000 North Korean troops")
+    assert not ev.matches("100", "over 1000 settlements")
+    assert not ev.matches("200", "12,000")
+    assert ev.matches("re:secured Sudzha", "had fully SECURED Sudzha itself")
+    assert ev.matches("Russia’s", "Russia's")
+
+
+def _answer(text: str, citations: list[Citation], abstained: bool = False) -> Answer:
+    return Answer(question="q", text=text, citations=citations, abstained=abstained)
+
+
+def test_citation_metrics_on_hand_written_answers() -> None:
+    q = next(x for x in QUESTIONS if x["question"].startswith("How many North Korean troops"))
+    src = "002_5fe3474391e77e48.txt"
+    text = read_text(REPO / "seeds" / src)
+    quote = (
+        "Russia later deployed about 12,000 North Korean troops in October 2024 to assist in repelling the incursion."
+    )
+    start = text.index(quote)
+    good = Citation(source=src, quote=quote, start=start, end=start + len(quote))
+    a = _answer("Russia deployed about 12,000 North Korean troops [1].", [good])
+    a.contexts = []
+    s = ev.score(q, a, REPO / "seeds")
+    assert s.correct and s.fact_sentences_cited == 1 and s.citations_supporting == 1
+    assert s.valid_citations == 0  # the cited source was not among the retrieved contexts
+    shifted = good.model_copy(update={"start": start + 1, "end": start + len(quote) + 1})
+    s = ev.score(q, _answer("Russia deployed 12,000 troops [1].", [shifted]), REPO / "seeds")
+    assert s.valid_citations == 0 and "invalid citation" in " ".join(s.reasons)
+    wrong = Citation(source=src, quote="Featured", start=0, end=8)
+    s = ev.score(q, _answer("Russia deployed 12,000 troops [1].", [wrong]), REPO / "seeds")
+    assert s.fact_sentences_cited == 0 and s.citations_supporting == 0
+
+
+def _run_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seeded: Assistant) -> tuple[int, dict]:
+    monkeypatch.setattr(ev, "Assistant", lambda **kw: seeded)
+    args = SimpleNamespace(answerer="offline", docs=None, index=None, questions=None, limit=None,
+                           out=str(tmp_path / "out"), calibrate=False)
+    rc = ev.run_cli(args)
+    return rc, json.loads((tmp_path / "out" / "results.json").read_text())
+
+
+def test_gate_passes_for_the_real_answerer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seeded: Assistant) -> None:
+    rc, res = _run_eval(tmp_path, monkeypatch, seeded)
+    assert rc == 0, res["failures"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "Gate: PASS" in report and "## Per category" in report
+
+
+def test_gate_fails_for_a_broken_answerer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seeded: Assistant) -> None:
+    import assistant.assistant as core
+
+    real = core.compose
+
+    def off_by_one(*args: object, **kwargs: object) -> Answer:
+        a = real(*args, **kwargs)  # type: ignore[arg-type]
+        for c in a.citations:  # a classic bug: offsets shifted by one
+            c.start, c.end = c.start + 1, c.end + 1
+        return a
+
+    monkeypatch.setattr(core, "compose", off_by_one)
+    rc, res = _run_eval(tmp_path, monkeypatch, seeded)
+    assert rc == 1
+    assert any("citation_validity" in f for f in res["failures"])
+
+    monkeypatch.setattr(core, "compose", lambda q, ctx, corpus, t: real(q, ctx, corpus, 1.0))  # always abstains
+    rc, res = _run_eval(tmp_path, monkeypatch, seeded)
+    assert rc == 1
+    assert any("answer_accuracy" in f for f in res["failures"])
+    assert any("false_refusal_rate" in f for f in res["failures"])
