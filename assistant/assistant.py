@@ -6,14 +6,16 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .answer import compose
+from .answer import compose, evidence
 from .embed import OnnxEmbedder
-from .errors import QuestionError
+from .errors import LLMError, QuestionError
 from .index import Index, wipe_local_index
-from .retrieve import Corpus, HybridRetriever
+from .llm import LLMClient, load_prompt, messages_for, pack_sources, verified_answer
+from .retrieve import STOPWORDS, Corpus, HybridRetriever
 from .schema import Answer, RetrievedContext, SyncReport
 from .settings import Settings
 
@@ -68,6 +70,7 @@ class Assistant:
         self._lock = threading.RLock()
         self._index: Index | None = None
         self._retriever: HybridRetriever | None = None
+        self._llm: LLMClient | None = None
         self.last_sync: SyncReport | None = None
         self.last_sync_at: float | None = None
 
@@ -115,8 +118,19 @@ class Assistant:
         retriever = self._ready()
         return retriever.retrieve(retriever.corpus.correct(q), k)
 
-    def ask(self, question: str) -> Answer:
-        """Answer a question from the articles, citing every sentence."""
+    @property
+    def llm(self) -> LLMClient:
+        with self._lock:
+            if self._llm is None:
+                self._llm = LLMClient(self.settings)
+            return self._llm
+
+    def describe_answerer(self) -> str:
+        if self.settings.use_llm():
+            return f"LLM {self.settings.llm_model} at {self.settings.llm_base_url or 'OpenAI'}"
+        return "offline (no LLM)"
+
+    def _retrieve(self, question: str) -> tuple[str, str, list[RetrievedContext], dict[str, float]]:
         t0 = time.perf_counter()
         q = clean_question(question, self.settings.max_question_chars)
         retriever = self._ready()
@@ -124,11 +138,127 @@ class Assistant:
         query = retriever.corpus.correct(q)
         contexts = retriever.retrieve(query)
         t2 = time.perf_counter()
-        answer = compose(query, contexts, retriever.corpus, self.settings.abstain_threshold)
+        return q, query, contexts, {"prepare": t1 - t0, "retrieve": t2 - t1}
+
+    def _offline(self, q: str, query: str, contexts: list[RetrievedContext]) -> Answer:
+        answer = compose(query, contexts, self._ready().corpus, self.settings.abstain_threshold)
         answer.question = q
-        t3 = time.perf_counter()
-        answer.timings = {"prepare": t1 - t0, "retrieve": t2 - t1, "answer": t3 - t2, "total": t3 - t0}
         return answer
+
+    def _fallback(self, q: str, query: str, contexts: list[RetrievedContext], exc: LLMError) -> Answer:
+        if not self.settings.llm_fallback_offline:
+            raise exc
+        log.warning("LLM failed, answering offline: %s", exc)
+        answer = self._offline(q, query, contexts)
+        answer.notes.append(f"{exc} This answer comes from the offline answerer instead.")
+        return answer
+
+    def ask(self, question: str) -> Answer:
+        """Answer a question from the articles, citing every sentence."""
+        q, query, contexts, timings = self._retrieve(question)
+        t0 = time.perf_counter()
+        if self.settings.use_llm():
+            llm = self.llm
+            sources, packed = pack_sources(query, contexts, self.settings)
+            try:
+                reply = llm.complete(messages_for(query, sources))
+                timings["generate"] = time.perf_counter() - t0
+                answer = verified_answer(q, reply, packed, self.settings)
+                answer.contexts = contexts
+            except LLMError as exc:
+                answer = self._fallback(q, query, contexts, exc)
+        else:
+            answer = self._offline(q, query, contexts)
+        timings["answer"] = time.perf_counter() - t0
+        timings["total"] = sum(v for k, v in timings.items() if k not in ("generate",))
+        answer.timings = timings
+        if answer.confidence == 0.0 and contexts:
+            answer.confidence = evidence(query, contexts, self._ready().corpus)[1]
+        return answer
+
+    def stream(self, question: str) -> Iterator[str | Answer]:
+        """Yield the answer text as it arrives, then the verified Answer as the last item."""
+        q, query, contexts, timings = self._retrieve(question)
+        t0 = time.perf_counter()
+        if not self.settings.use_llm():
+            answer = self._offline(q, query, contexts)
+            yield from re.findall(r"\S+\s*", answer.text)
+        else:
+            llm = self.llm
+            sources, packed = pack_sources(query, contexts, self.settings)
+            parts: list[str] = []
+            try:
+                for piece in llm.stream(messages_for(query, sources)):
+                    if not parts:
+                        timings["first_token"] = time.perf_counter() - t0
+                    parts.append(piece)
+                    yield piece
+                timings["generate"] = time.perf_counter() - t0
+                answer = verified_answer(q, "".join(parts), packed, self.settings)
+                answer.contexts = contexts
+            except LLMError as exc:
+                answer = self._fallback(q, query, contexts, exc)
+                yield ("\n" if parts else "") + answer.text
+        timings["answer"] = time.perf_counter() - t0
+        timings["total"] = timings["prepare"] + timings["retrieve"] + timings["answer"]
+        answer.timings = timings
+        yield answer
+
+    def rewrite(self, messages: list[dict[str, str]]) -> str:
+        """The last user message as a standalone question, using the conversation before it."""
+        question = messages[-1]["content"]
+        history = [m for m in messages[:-1] if m.get("content")]
+        if not history:
+            return question
+        if self.settings.use_llm():
+            convo = "\n".join(f"{m['role']}: {' '.join(m['content'].split())[:500]}" for m in history[-6:])
+            prompt = load_prompt("rewrite.txt").format(history=convo, question=question)
+            try:
+                out = self.llm.complete([{"role": "user", "content": prompt}], max_tokens=80).strip()
+                out = out.splitlines()[0].strip().strip('"') if out else ""
+                if 3 <= len(out) <= self.settings.max_question_chars:
+                    return out
+            except LLMError as exc:
+                log.warning("question rewrite failed, using the heuristic: %s", exc)
+        return rewrite_heuristic(question, [m["content"] for m in history if m.get("role") == "user"])
+
+    def chat(self, messages: list[dict[str, str]]) -> Answer:
+        """Answer the last user message of a conversation; follow-ups are rewritten first."""
+        if not messages or messages[-1].get("role") != "user":
+            raise QuestionError("chat() needs a list of messages ending with a user message.")
+        standalone = self.rewrite(messages)
+        answer = self.ask(standalone)
+        answer.question = messages[-1]["content"]
+        if standalone != messages[-1]["content"]:
+            answer.standalone_question = standalone
+        return answer
+
+
+_FOLLOW_UP = re.compile(
+    r"^(and|but|also|what about|how about|so|then)\b"
+    r"|\b(they|them|their|it|its|those|these|that|he|she|his|her|there)\b",
+    re.IGNORECASE,
+)
+
+
+def rewrite_heuristic(question: str, previous_questions: list[str]) -> str:
+    """Offline follow-up rewriting: carry the previous question's topic words into a short follow-up."""
+    if not previous_questions:
+        return question
+    words = question.split()
+    if len(words) > 12 and not _FOLLOW_UP.search(question):
+        return question
+    if not _FOLLOW_UP.search(question) and len(words) > 6:
+        return question
+    have = {w.lower().strip("?,.!") for w in words}
+    carried = [
+        w.strip("?,.!")
+        for w in previous_questions[-1].split()
+        if w.lower().strip("?,.!") not in have and w.lower().strip("?,.!") not in STOPWORDS
+        and len(w.strip("?,.!")) > 2
+    ]
+    base = re.sub(r"^(and|but|also|so|then)\s+", "", question.strip(), flags=re.IGNORECASE)
+    return f"{base.rstrip('?')} ({' '.join(carried)})?" if carried else question
 
 
 _default: dict[str, Assistant] = {}

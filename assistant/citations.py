@@ -21,6 +21,7 @@ _MOVE = re.compile(rf"([.!?…])({_CLUSTER})")
 _NUM = re.compile(r"\d[\d,.]*\d|\d")
 _NAME = re.compile(r"\b[A-Z][a-zA-Z’'-]+\b")
 _SUPPORT_MIN = 0.5
+ATTRIBUTE_MIN = 0.7
 
 
 def parse_markers(group: str) -> list[int]:
@@ -52,8 +53,11 @@ def split_answer_sentences(text: str) -> list[tuple[str, list[int]]]:
             markers.extend(parse_markers(g.group(1)))
         clean = " ".join(_GROUP.sub(" ", raw).split())
         clean = re.sub(r"\s+([.,;:!?])", r"\1", clean)
-        if clean.strip(" .") or markers:
-            out.append((clean, list(dict.fromkeys(markers))))
+        if not re.search(r"\w", clean):  # a stray marker or dot belongs to the sentence before
+            if out and markers:
+                out[-1] = (out[-1][0], list(dict.fromkeys(out[-1][1] + markers)))
+            continue
+        out.append((clean, list(dict.fromkeys(markers))))
     return out
 
 
@@ -95,14 +99,20 @@ def best_passage(sentence: str, ctx: RetrievedContext) -> Support | None:
     return best
 
 
-def verify_sentence(sentence: str, markers: list[int], contexts: list[RetrievedContext]) -> tuple[
-        SentenceCheck, list[Support]]:
+def verify_sentence(sentence: str, markers: list[int], contexts: list[RetrievedContext],
+                    attribute_uncited: bool = False) -> tuple[SentenceCheck, list[Support]]:
     """Judge one answer sentence against the contexts it cites (markers are 1-based)."""
     valid = [m for m in markers if 1 <= m <= len(contexts)]
     dropped = [m for m in markers if m not in valid]
     check = SentenceCheck(text=sentence, markers=valid, supported=False)
     if not valid:
         check.reason = "cites nothing" + (f" (out-of-range markers {dropped} dropped)" if dropped else "")
+        if attribute_uncited and contexts:
+            for m in range(1, len(contexts) + 1):
+                found, sup = verify_sentence(sentence, [m], contexts)
+                if found.supported and sup and sup[0].overlap >= ATTRIBUTE_MIN:
+                    found.reason = "supported; the model cited nothing, the verifier found this source"
+                    return found, sup
         return check, []
     supports = [s for s in (best_passage(sentence, contexts[m - 1]) for m in valid) if s is not None]
     cited_text = " ".join(contexts[m - 1].text for m in valid)
@@ -131,8 +141,8 @@ def quote_for(support: Support) -> Citation:
     )
 
 
-def verify_answer(text: str, contexts: list[RetrievedContext], keep_unsupported: bool = False) -> tuple[
-        str, list[Citation], list[SentenceCheck]]:
+def verify_answer(text: str, contexts: list[RetrievedContext], keep_unsupported: bool = False,
+                  attribute_uncited: bool = False) -> tuple[str, list[Citation], list[SentenceCheck]]:
     """Rebuild an LLM reply from its supported sentences, each citing verbatim quotes.
 
     Returns the new text (markers renumbered to the returned citations), the citations, and a
@@ -143,7 +153,7 @@ def verify_answer(text: str, contexts: list[RetrievedContext], keep_unsupported:
     parts: list[str] = []
     checks: list[SentenceCheck] = []
     for sentence, markers in split_answer_sentences(text):
-        check, supports = verify_sentence(sentence, markers, contexts)
+        check, supports = verify_sentence(sentence, markers, contexts, attribute_uncited)
         checks.append(check)
         if not check.supported:
             if keep_unsupported:

