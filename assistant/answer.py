@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from .ingest import split_sentences
-from .retrieve import Corpus, terms
+from .retrieve import STOPWORDS, Corpus, stem_words, terms
 from .schema import Answer, Citation, RetrievedContext
 
 ABSTAIN_TEXT = "The articles don't cover this: I found nothing in them that answers the question."
@@ -46,9 +46,9 @@ def question_kind(question: str) -> str:
     return "other"
 
 
-def _kind_match(kind: str, sentence: str) -> bool:
+def _kind_match(kind: str, sentence: str, near: set[str] | None = None) -> bool:
     if kind == "number":
-        return bool(_NUMBER.search(sentence))
+        return bool(_numbers(sentence, near)) if near is not None else bool(_NUMBER.search(sentence))
     if kind == "date":
         return bool(_DATE.search(sentence))
     if kind == "name":
@@ -102,11 +102,40 @@ _WORD_NUMBERS = {
 }
 
 
-def _numbers(text: str) -> set[str]:
-    """Numeric values in a sentence (digits and number words), years excluded."""
-    found = {m.replace(",", "").rstrip(".") for m in _DIGITS.findall(text)}
-    found |= {_WORD_NUMBERS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in _WORD_NUMBERS}
-    return {n for n in found if not re.fullmatch(r"(?:19|20)\d\d", n)}
+_TOKEN = re.compile(r"\d[\d,.]*\d|\d|[^\W\d_]+", re.UNICODE)
+
+
+def _numbers(text: str, near: set[str] | None = None, window: int = 5) -> set[str]:
+    """Numeric values in a sentence (digits and number words), years excluded.
+
+    With ``near`` (stemmed question terms), only numbers within ``window`` words of one of them
+    count: "12,000 North Korean troops" does, "the two nations" does not.
+    """
+    tokens = _TOKEN.findall(text)
+    values: list[tuple[int, str]] = []
+    for i, tok in enumerate(tokens):
+        low = tok.lower()
+        value = low.replace(",", "").rstrip(".") if low[0].isdigit() else _WORD_NUMBERS.get(low, "")
+        if value and not re.fullmatch(r"(?:19|20)\d\d", value):
+            values.append((i, value))
+    if near is None or not values:
+        return {v for _, v in values}
+    words = [t.lower() for t in tokens]
+    idx = [j for j, w in enumerate(words) if not w[0].isdigit() and w not in STOPWORDS]
+    by_pos: list[set[str]] = [set() for _ in tokens]
+    for j, stem in zip(idx, stem_words([words[j] for j in idx])):
+        by_pos[j] = {stem}
+    return {v for i, v in values
+            if any(by_pos[j] & near for j in range(max(0, i - window), min(len(tokens), i + window + 1)))}
+
+
+def near_terms(q_terms: list[str], corpus: Corpus) -> set[str]:
+    """Question terms (and variants) specific enough to anchor a number: not in most chunks."""
+    out: set[str] = set()
+    for t in q_terms:
+        if corpus.df.get(t, 0) / corpus.n < 0.5:
+            out |= corpus.variants(t)
+    return out
 
 
 def evidence(question: str, contexts: list[RetrievedContext], corpus: Corpus) -> tuple[list[Candidate], float]:
@@ -117,6 +146,7 @@ def evidence(question: str, contexts: list[RetrievedContext], corpus: Corpus) ->
     weights = {t: corpus.idf(t) for t in q_terms}
     total = sum(weights.values()) or 1.0
     variants = {t: corpus.variants(t) for t in q_terms}
+    near = near_terms(q_terms, corpus)
     kind = question_kind(question)
     cands = candidates(contexts)
     for c in cands:
@@ -124,7 +154,7 @@ def evidence(question: str, contexts: list[RetrievedContext], corpus: Corpus) ->
         dense = c.ctx.dense_score or 0.0
         c.score = (
             c.coverage
-            + (0.15 if _kind_match(kind, c.text) else 0.0)
+            + (0.15 if _kind_match(kind, c.text, near) else 0.0)
             + 0.2 * dense
             - 0.01 * c.rank
             - (0.1 if len(c.text) < 25 else 0.0)
@@ -136,7 +166,7 @@ def evidence(question: str, contexts: list[RetrievedContext], corpus: Corpus) ->
     best = cands[0]
     top_dense = max((c.dense_score or 0.0) for c in contexts)
     confidence = 0.65 * best.coverage + 0.35 * max(top_dense, 0.0)
-    if kind != "other" and not _kind_match(kind, best.text):
+    if kind != "other" and not _kind_match(kind, best.text, near):
         confidence *= 0.85
     return cands, round(min(confidence, 1.0), 4)
 
@@ -150,13 +180,15 @@ def _near_duplicate(a: Candidate, chosen: list[Candidate]) -> bool:
     return False
 
 
-def select(cands: list[Candidate], question: str, max_sentences: int = 3) -> tuple[list[Candidate], bool]:
+def select(cands: list[Candidate], question: str, corpus: Corpus, max_sentences: int = 3) -> tuple[
+        list[Candidate], bool]:
     """The sentences to answer with, and whether they disagree across articles."""
     if not cands:
         return [], False
     best = cands[0]
     chosen = [best]
     kind = question_kind(question)
+    near = near_terms(_resolve_terms(question, corpus), corpus)
     for c in cands[1:]:
         if len(chosen) >= max_sentences:
             break
@@ -170,12 +202,12 @@ def select(cands: list[Candidate], question: str, max_sentences: int = 3) -> tup
             continue
         if _near_duplicate(c, chosen):
             continue
-        if kind in ("number", "date") and not _kind_match(kind, c.text):
+        if kind in ("number", "date") and not _kind_match(kind, c.text, near):
             continue
         chosen.append(c)
     conflict = False
     if kind == "number":
-        nums = [(c.ctx.source, _numbers(c.text)) for c in chosen]
+        nums = [(c.ctx.source, _numbers(c.text, near)) for c in chosen]
         for i, (src_a, na) in enumerate(nums):
             for src_b, nb in nums[i + 1 :]:
                 if src_a != src_b and na and nb and not (na & nb):
@@ -200,7 +232,7 @@ def compose(question: str, contexts: list[RetrievedContext], corpus: Corpus, thr
         return Answer(
             question=question, text=ABSTAIN_TEXT, abstained=True, confidence=confidence, contexts=contexts
         )
-    chosen, conflict = select(cands, question)
+    chosen, conflict = select(cands, question, corpus)
     citations: list[Citation] = []
     parts: list[str] = []
     for n, c in enumerate(chosen, start=1):

@@ -38,10 +38,14 @@ def _stemmer() -> Any:
     return Stemmer.Stemmer("english")
 
 
+def stem_words(words: list[str]) -> list[str]:
+    return list(_stemmer().stemWords(words)) if words else []
+
+
 def terms(text: str) -> list[str]:
     """Lower-cased, stemmed content words (stopwords dropped)."""
     words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
-    return list(_stemmer().stemWords(words)) if words else []
+    return stem_words(words)
 
 
 @dataclass(frozen=True)

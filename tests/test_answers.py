@@ -41,6 +41,7 @@ def test_flagship_question(seeded: Assistant) -> None:
     assert "12,000" in a.text
     assert a.citations[0].source == "002_5fe3474391e77e48.txt"
     assert "[1]" in a.text
+    assert not a.conflict  # "the two nations" in another article is not a competing figure
 
 
 @pytest.mark.parametrize("question,source", QUESTIONS.items())

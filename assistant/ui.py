@@ -1,0 +1,290 @@
+"""The Gradio chat page: streamed cited answers, a sources panel, and the article viewer.
+
+Every [n] in an answer is a link; following it (or picking the citation in the sources panel)
+opens the whole article with the quoted span highlighted and scrolled into view.
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import logging
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .assistant import Assistant
+from .errors import AssistantError, ConfigError
+from .ingest import read_text
+from .schema import Answer
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = [
+    "How many North Korean troops did Russia deploy to Kursk?",
+    "How many villages did Ukrainian troops control in Kursk?",
+    "What is the range of the long Neptune missile?",
+    "Who is the acting governor of the Kursk region?",
+    "What is the capital of France?",
+]
+
+CSS = """
+#article-view { max-height: 520px; overflow-y: auto; border: 1px solid #ddd; padding: 8px 12px; border-radius: 6px; }
+#article-view pre { white-space: pre-wrap; font-family: inherit; font-size: 0.95em; line-height: 1.5; }
+#article-view mark { background: #ffe066; padding: 1px 0; }
+.src-card { border-left: 3px solid #4c6ef5; padding: 4px 8px; margin: 6px 0; }
+.src-card .quote { font-style: italic; }
+.abstain-note { color: #8a5a00; }
+"""
+
+HEAD = """
+<script>
+document.addEventListener('click', function (e) {
+  const a = e.target.closest ? e.target.closest('a[href^="#cite-"]') : null;
+  if (!a) return;
+  e.preventDefault();
+  const n = a.getAttribute('href').slice(6);
+  const input = document.querySelector('#cite-picker input[value="[' + n + ']"]');
+  if (input) { input.click(); }
+}, true);
+</script>
+"""
+
+SCROLL_JS = """() => { setTimeout(() => { const m = document.querySelector('#article-view mark');
+ if (m) { m.scrollIntoView({block: 'center'}); } }, 150); }"""
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str) -> str:
+    """A file name that cannot escape the documents folder (no separators, no dot-dot, no hidden)."""
+    base = Path(name.replace("\\", "/")).name
+    stem, dot, ext = base.rpartition(".")
+    if not dot:
+        stem, ext = base, ""
+    stem = _SAFE.sub("_", stem).strip("._") or "article"
+    ext = ext.lower()
+    return f"{stem[:80]}.{ext}" if ext else stem[:80]
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def render_answer(answer: Answer) -> str:
+    """Answer text as chat Markdown: escaped, with every [n] a link to its citation."""
+    text = html.escape(answer.text, quote=False)
+    text = re.sub(r"\[(\d+)\]", lambda m: f"[[{m.group(1)}]](#cite-{m.group(1)})", text)
+    if answer.abstained:
+        return f"🚫 *{text}*"
+    prefix = "⚖️ **The sources disagree.** " if answer.conflict else ""
+    notes = "".join(f"\n\n> ⚠️ {html.escape(n, quote=False)}" for n in answer.notes)
+    return prefix + text + notes
+
+
+def render_sources(answer: Answer | None) -> str:
+    if answer is None or not answer.citations:
+        if answer is not None and answer.abstained:
+            return "<p class='abstain-note'>No source answers this question, so nothing is cited.</p>"
+        return "<p>Sources of the current answer appear here.</p>"
+    cards = []
+    for n, c in enumerate(answer.citations, start=1):
+        cards.append(
+            f"<div class='src-card' id='cite-{n}'><b>[{n}] {html.escape(c.title[:90])}</b><br>"
+            f"<code>{html.escape(c.source)}</code> · chars {c.start}–{c.end} · score {c.score:.3f}<br>"
+            f"<span class='quote'>“{html.escape(c.quote)}”</span></div>"
+        )
+    return "".join(cards)
+
+
+def render_article(kb: Assistant, answer: Answer | None, choice: str | None) -> str:
+    if answer is None or not choice:
+        return "<div id='article-view'><p>Pick a citation to read the article it comes from.</p></div>"
+    n = int(choice.strip("[]"))
+    if not 1 <= n <= len(answer.citations):
+        return "<div id='article-view'><p>That citation is not in the current answer.</p></div>"
+    c = answer.citations[n - 1]
+    try:
+        text = read_text(Path(kb.settings.docs_dir) / c.source)
+    except OSError as exc:
+        return f"<div id='article-view'><p>Cannot open {html.escape(c.source)}: {html.escape(str(exc))}</p></div>"
+    if text[c.start : c.end] != c.quote:
+        return (f"<div id='article-view'><p>{html.escape(c.source)} changed since this answer; "
+                "re-sync and ask again.</p></div>")
+    body = (html.escape(text[: c.start]) + f"<mark id='hl'>{html.escape(c.quote)}</mark>"
+            + html.escape(text[c.end :]))
+    return (f"<div id='article-view'><h3>{html.escape(c.title)}</h3><p><code>{html.escape(c.source)}</code></p>"
+            f"<pre>{body}</pre></div>")
+
+
+def header(kb: Assistant) -> str:
+    try:
+        corpus = kb.corpus
+        articles, chunks = len(corpus.sources), len(corpus.records)
+    except AssistantError as exc:
+        return f"### assistant\n⚠️ {exc}"
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(kb.last_sync_at)) if kb.last_sync_at else "never"
+    return (f"### assistant — cited answers from the articles\n"
+            f"**Answering:** {kb.describe_answerer()} · **Corpus:** {articles} articles, {chunks} chunks · "
+            f"**Last sync:** {when}")
+
+
+def build(kb: Assistant) -> Any:
+    import gradio as gr
+
+    def respond(message: str, history: list[dict[str, Any]], convo: list[dict[str, str]]) -> Iterator[Any]:
+        history = list(history or [])
+        convo = list(convo or [])
+        message = (message or "").strip()
+        if not message:
+            history.append({"role": "assistant", "content": "⚠️ The question is empty: type a question first."})
+            yield history, convo, None, gr.update(), gr.update(), "", ""
+            return
+        history.append({"role": "user", "content": message})
+        history.append({"role": "assistant", "content": "…"})
+        yield history, convo, None, gr.update(), gr.update(choices=[], value=None), "", ""
+        messages = convo + [{"role": "user", "content": message}]
+        answer: Answer | None = None
+        try:
+            standalone = kb.rewrite(messages)
+            streamed = ""
+            for piece in kb.stream(standalone):
+                if isinstance(piece, str):
+                    streamed += piece
+                    history[-1] = {"role": "assistant", "content": html.escape(streamed, quote=False) + " ▌"}
+                    yield history, convo, None, gr.update(), gr.update(), "", ""
+                else:
+                    answer = piece
+        except AssistantError as exc:
+            history[-1] = {"role": "assistant", "content": f"⚠️ {html.escape(str(exc), quote=False)}"}
+            yield history, convo, None, gr.update(), gr.update(choices=[], value=None), "", ""
+            return
+        except Exception as exc:  # never a traceback in the page
+            log.exception("unexpected error answering %r", message)
+            history[-1] = {"role": "assistant", "content": f"⚠️ Something went wrong ({type(exc).__name__}). "
+                           "Try again, or re-sync the articles."}
+            yield history, convo, None, gr.update(), gr.update(choices=[], value=None), "", ""
+            return
+        assert answer is not None
+        answer.question = message
+        if standalone != message:
+            answer.standalone_question = standalone
+        history[-1] = {"role": "assistant", "content": render_answer(answer)}
+        convo = messages + [{"role": "assistant", "content": answer.text}]
+        choices = [f"[{n}]" for n in range(1, len(answer.citations) + 1)]
+        yield (history, convo[-12:], answer.model_dump(mode="json"), render_sources(answer),
+               gr.update(choices=choices, value=None), "", render_article(kb, None, None))
+
+    def open_citation(choice: str | None, state: dict[str, Any] | None) -> str:
+        answer = Answer.model_validate(state) if state else None
+        return render_article(kb, answer, choice)
+
+    def resync() -> tuple[str, str]:
+        try:
+            report = kb.sync()
+        except AssistantError as exc:
+            return header(kb), f"⚠️ {exc}"
+        skipped = "".join(f"\n- skipped: {s}" for s in report.skipped)
+        return header(kb), f"Synced: {report.summary()}{skipped}"
+
+    def upload(files: list[Any] | None) -> tuple[str, str, None]:
+        if not files:
+            return header(kb), "No file chosen.", None
+        docs = Path(kb.settings.docs_dir)
+        saved, problems = [], []
+        for f in files:
+            src = Path(getattr(f, "name", f))
+            name = safe_name(getattr(f, "orig_name", None) or src.name)
+            if Path(name).suffix not in (".txt", ".md"):
+                problems.append(f"{name}: only .txt and .md articles are accepted")
+                continue
+            size = src.stat().st_size
+            if size > kb.settings.max_upload_bytes:
+                problems.append(f"{name}: {size:,} bytes is over the {kb.settings.max_upload_bytes:,}-byte limit")
+                continue
+            data = src.read_bytes()
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                problems.append(f"{name}: not UTF-8 text; re-save it as UTF-8")
+                continue
+            target = docs / name
+            i = 1
+            while target.exists() and target.read_bytes() != data:
+                target = docs / f"{Path(name).stem}-{i}{Path(name).suffix}"
+                i += 1
+            target.write_bytes(data)
+            saved.append(target.name)
+        msg = ""
+        if saved:
+            try:
+                report = kb.sync()
+                msg = f"Added {', '.join(saved)}. {report.summary()}"
+            except AssistantError as exc:
+                msg = f"⚠️ Saved {', '.join(saved)} but the sync failed: {exc}"
+        if problems:
+            msg += "".join(f"\n- ⚠️ {p}" for p in problems)
+        return header(kb), msg.strip(), None
+
+    with gr.Blocks(title="assistant — cited answers") as demo:
+        head_md = gr.Markdown(header(kb), elem_id="header")
+        convo = gr.State([])
+        current = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=3):
+                chat = gr.Chatbot(
+                    label="Chat", height=480, elem_id="chat", sanitize_html=True, buttons=["copy"],
+                    placeholder="Ask about the articles. Every sentence cites its source.",
+                )
+                with gr.Row():
+                    box = gr.Textbox(placeholder="Ask a question about the articles…", show_label=False,
+                                     scale=5, elem_id="question", max_lines=4)
+                    send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+                gr.Examples(EXAMPLES, inputs=[box], label="Try one of these")
+                with gr.Accordion("Articles: re-sync or add your own", open=False, elem_id="articles-panel"):
+                    with gr.Row():
+                        sync_btn = gr.Button("Re-sync articles", elem_id="resync")
+                        files = gr.File(label="Add .txt / .md articles", file_count="multiple",
+                                        file_types=[".txt", ".md"], elem_id="upload")
+                    status = gr.Markdown("", elem_id="status")
+            with gr.Column(scale=2):
+                gr.Markdown("#### Sources")
+                sources = gr.HTML(render_sources(None), elem_id="sources")
+                picker = gr.Radio(choices=[], label="Open a citation", elem_id="cite-picker")
+                article = gr.HTML(render_article(kb, None, None), elem_id="article")
+        outputs = [chat, convo, current, sources, picker, box, article]
+        for trigger in (box.submit, send.click):
+            trigger(respond, [box, chat, convo], outputs)
+        picker.change(open_citation, [picker, current], [article]).then(None, None, None, js=SCROLL_JS)
+        sync_btn.click(resync, None, [head_md, status])
+        files.upload(upload, [files], [head_md, status, files])
+    return demo
+
+
+def serve(docs_dir: str | None = None, index_dir: str | None = None, host: str | None = None,
+          port: int | None = None, block: bool = True) -> Any:
+    """Start the page; off loopback it requires a username and password."""
+    kb = Assistant(docs_dir=docs_dir, index_dir=index_dir)
+    host = host or kb.settings.host
+    port = port or kb.settings.port
+    auth = None
+    if kb.settings.auth_username and kb.settings.auth_password:
+        auth = (kb.settings.auth_username, kb.settings.auth_password)
+    if not is_loopback(host) and auth is None:
+        raise ConfigError(
+            f"Refusing to serve on {host} without a password: anyone on the network could use it. Set "
+            "ASSISTANT_AUTH_USERNAME and ASSISTANT_AUTH_PASSWORD, or bind to 127.0.0.1."
+        )
+    kb.sync()
+    demo = build(kb)
+    demo.queue(default_concurrency_limit=4)
+    log.info("serving on http://%s:%s", host, port)
+    return demo.launch(server_name=host, server_port=port, auth=auth, css=CSS, head=HEAD, prevent_thread_lock=not block,
+                       max_file_size=kb.settings.max_upload_bytes, quiet=not block, show_error=False)

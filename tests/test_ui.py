@@ -1,0 +1,153 @@
+"""The chat page end to end in headless Chromium (Debian's chromium driven by Python playwright).
+
+Screenshots of each step go to artifacts/screenshots/ (ASSISTANT_SCREENSHOTS overrides).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .helpers import free_port, stop, wait_http
+
+pytestmark = pytest.mark.browser
+REPO = Path(__file__).resolve().parent.parent
+SHOTS = Path(os.environ.get("ASSISTANT_SCREENSHOTS", REPO / "artifacts" / "screenshots"))
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    root = tmp_path_factory.mktemp("ui")
+    docs = root / "docs"
+    shutil.copytree(REPO / "seeds", docs)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASSISTANT_", "OPENAI_"))}
+    env.update(ASSISTANT_DOCS_DIR=str(docs), ASSISTANT_INDEX_DIR=str(root / "index"), ASSISTANT_ANSWERER="offline",
+               GRADIO_ANALYTICS_ENABLED="False")
+    log = root / "serve.log"
+    proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve", "--port", str(port)],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", proc, 180, log)
+        yield f"http://127.0.0.1:{port}/", root
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def _ask(page: Any, question: str) -> None:
+    n = page.locator("#chat .message-row, #chat [data-testid='bot']").count()
+    page.fill("#question textarea", question)
+    page.click("#ask")
+    page.wait_for_function(
+        "n => { const b = document.querySelectorAll('#chat [data-testid=\"bot\"]');"
+        " return b.length > 0 && !b[b.length-1].innerText.includes('▌') && b[b.length-1].innerText.trim() !== '…'"
+        " && document.querySelectorAll('#chat .message-row, #chat [data-testid=\"bot\"]').length > n; }",
+        arg=n, timeout=60_000)
+
+
+def _last_bot(page: Any) -> str:
+    return str(page.locator("#chat [data-testid='bot']").last.inner_text())
+
+
+def test_first_visit_ask_stream_open_citation_abstain(browser: Any, page_url: tuple[str, Path]) -> None:
+    url, _ = page_url
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector("#question textarea")
+    header = page.inner_text("#header")
+    assert "offline" in header and "5 articles" in header
+    assert page.get_by_text("How many North Korean troops did Russia deploy to Kursk?").first.is_visible()
+    page.screenshot(path=str(SHOTS / "01-first-visit.png"))
+
+    # record what the chat shows while the answer streams in
+    page.evaluate("""() => { window.__states = new Set(); const chat = document.querySelector('#chat');
+        new MutationObserver(() => { const b = chat.querySelectorAll('[data-testid="bot"]');
+          if (b.length) window.__states.add(b[b.length-1].innerText); })
+        .observe(chat, {subtree: true, childList: true, characterData: true}); }""")
+    _ask(page, "How many North Korean troops did Russia deploy to Kursk?")
+    answer = _last_bot(page)
+    assert "12,000" in answer and "[1]" in answer
+    states = page.evaluate("() => Array.from(window.__states)")
+    assert sum("▌" in s for s in states) >= 2, "the answer streamed in over several updates"
+    sources = page.inner_text("#sources")
+    assert "002_5fe3474391e77e48.txt" in sources
+    page.screenshot(path=str(SHOTS / "02-streamed-answer.png"))
+
+    page.locator("#chat a[href='#cite-1']").first.click()
+    mark = page.locator("#article-view mark")
+    mark.wait_for(timeout=10_000)
+    quote = mark.inner_text()
+    assert "about 12,000 North Korean troops" in quote and quote in sources.replace("\n", " ")
+    page.wait_for_timeout(600)
+    view, box = page.locator("#article-view").bounding_box(), mark.bounding_box()
+    assert view and box and view["y"] <= box["y"] <= view["y"] + view["height"], "highlight scrolled into view"
+    page.screenshot(path=str(SHOTS / "03-citation-highlighted.png"))
+
+    _ask(page, "What is the capital of France?")
+    assert "don't cover" in _last_bot(page) and "🚫" in _last_bot(page)
+    assert "No source answers" in page.inner_text("#sources")
+    page.screenshot(path=str(SHOTS / "04-abstention.png"))
+    page.close()
+
+
+def test_upload_then_ask_and_no_script_runs(browser: Any, page_url: tuple[str, Path]) -> None:
+    url, root = page_url
+    article = root / "Glushkovo bridge.md"
+    article.write_text(
+        "# Bridge over the Seym destroyed\n\nThe Glushkovo bridge over the Seym river was destroyed by HIMARS "
+        "strikes, according to the regional governor. <script>window.__xss = 1</script>"
+        "<img src=x onerror=\"window.__xss = 2\">\n", encoding="utf-8")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector("#question textarea")
+    page.get_by_text("Articles: re-sync or add your own").click()
+    page.set_input_files("#upload input[type=file]", str(article))
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('Added')", timeout=60_000)
+    assert "Glushkovo_bridge.md" in page.inner_text("#status")
+    assert "6 articles" in page.inner_text("#header")
+    assert (root / "docs" / "Glushkovo_bridge.md").exists()
+    _ask(page, "What happened to the Glushkovo bridge over the Seym?")
+    assert "HIMARS" in _last_bot(page)
+    assert "Glushkovo_bridge.md" in page.inner_text("#sources")
+    page.locator("#chat a[href='#cite-1']").first.click()
+    page.locator("#article-view mark").wait_for(timeout=10_000)
+    assert "<script>" in page.inner_text("#article-view")  # shown as text, not run
+    assert page.evaluate("() => window.__xss") is None
+    page.screenshot(path=str(SHOTS / "05-uploaded-article.png"))
+    page.close()
+
+
+def test_two_visitors_do_not_share_a_conversation(browser: Any, page_url: tuple[str, Path]) -> None:
+    url, _ = page_url
+    a = browser.new_context().new_page()
+    b = browser.new_context().new_page()
+    for p in (a, b):
+        p.goto(url)
+        p.wait_for_selector("#question textarea")
+    _ask(a, "What is the range of the long Neptune missile?")
+    _ask(b, "Who is the acting governor of the Kursk region?")
+    assert "Neptune" not in b.inner_text("#chat") and "Smirnov" not in a.inner_text("#chat")
+    assert "1,000" in a.inner_text("#chat") and "Smirnov" in b.inner_text("#chat")
+    a.context.close()
+    b.context.close()
