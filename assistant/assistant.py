@@ -12,7 +12,7 @@ from typing import Any
 
 from .answer import compose, evidence
 from .embed import OnnxEmbedder
-from .errors import LLMError, QuestionError
+from .errors import IndexUnavailableError, LLMError, QuestionError
 from .index import Index, wipe_local_index
 from .llm import LLMClient, load_prompt, messages_for, pack_sources, verified_answer
 from .retrieve import STOPWORDS, Corpus, HybridRetriever
@@ -101,11 +101,19 @@ class Assistant:
     def _ready(self) -> HybridRetriever:
         with self._lock:
             if self._retriever is None:
-                if self.index.count() == 0:
+                index = self.index
+                try:
+                    empty = index.count() == 0
+                except Exception as exc:
+                    raise self._index_failure(exc) from None
+                if empty:
                     log.info("index is empty: syncing %s first", self.settings.docs_dir)
                     self.sync()
-                corpus = Corpus.load(self.index)
-                self._retriever = HybridRetriever(self.settings, self.index, self.embedder, corpus)
+                try:
+                    corpus = Corpus.load(index)
+                    self._retriever = HybridRetriever(self.settings, index, self.embedder, corpus)
+                except Exception as exc:
+                    raise self._index_failure(exc) from None
             return self._retriever
 
     @property
@@ -136,9 +144,24 @@ class Assistant:
         retriever = self._ready()
         t1 = time.perf_counter()
         query = retriever.corpus.correct(q)
-        contexts = retriever.retrieve(query)
+        try:
+            contexts = retriever.retrieve(query)
+        except Exception as exc:
+            raise self._index_failure(exc) from None
         t2 = time.perf_counter()
         return q, query, contexts, {"prepare": t1 - t0, "retrieve": t2 - t1}
+
+    def _index_failure(self, exc: Exception) -> IndexUnavailableError:
+        s = self.settings
+        if s.chroma_host:
+            return IndexUnavailableError(
+                f"The Chroma server at {s.chroma_host}:{s.chroma_port} stopped answering "
+                f"({type(exc).__name__}: {exc}). Check that it is running and ask again."
+            )
+        return IndexUnavailableError(
+            f"Searching the index at {s.resolved_index_dir()} failed ({type(exc).__name__}: {exc}). "
+            "Rebuild it with: assistant ingest --rebuild"
+        )
 
     def _offline(self, q: str, query: str, contexts: list[RetrievedContext]) -> Answer:
         answer = compose(query, contexts, self._ready().corpus, self.settings.abstain_threshold)

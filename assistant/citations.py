@@ -65,9 +65,21 @@ def _numbers(text: str) -> set[str]:
     return {n.replace(",", "").rstrip(".") for n in _NUM.findall(text)}
 
 
+_OPENERS = frozenset(
+    """however meanwhile according despite although while after before since during earlier later today
+    yesterday overall instead still also yet thus therefore moreover furthermore additionally finally first
+    second third then now here there this these those that it its they he she we i you our their his her
+    in on at as by for from with of to and but or so if when where who what which why how a an the some
+    many most more several both each all no not one two three russian ukrainian sources source articles
+    article answer""".split()
+)
+
+
 def _names(text: str, first_word: bool = False) -> set[str]:
+    """Capitalised words: names the answer states. A sentence's first word counts unless it is a
+    common opener ("However", "The", "According")."""
     words = _NAME.findall(text)
-    if not first_word and words and text.lstrip().startswith(words[0]):
+    if not first_word and words and text.lstrip().startswith(words[0]) and words[0].lower() in _OPENERS:
         words = words[1:]
     return {w.lower().strip("’'") for w in words}
 
@@ -92,7 +104,8 @@ def best_passage(sentence: str, ctx: RetrievedContext) -> Support | None:
             if j >= len(spans):
                 continue
             a, b = spans[i][0], spans[j][1]
-            overlap = len(s_terms & set(terms(ctx.text[a:b]))) / len(s_terms)
+            shared = len(s_terms & set(terms(ctx.text[a:b])))
+            overlap = shared / len(s_terms) if shared >= min(2, len(s_terms)) else 0.0
             # prefer the single sentence unless the pair adds real coverage
             if best is None or overlap > best.overlap + (0.1 if j > i else 0.0):
                 best = Support(ctx, ctx.start + a, ctx.start + b, overlap)
@@ -117,7 +130,8 @@ def verify_sentence(sentence: str, markers: list[int], contexts: list[RetrievedC
     supports = [s for s in (best_passage(sentence, contexts[m - 1]) for m in valid) if s is not None]
     cited_text = " ".join(contexts[m - 1].text for m in valid)
     missing_numbers = _numbers(sentence) - _numbers(cited_text)
-    missing_names = _names(sentence) - _names(cited_text, first_word=True) - set(terms(cited_text))
+    cited_words = set(re.findall(r"\w+", cited_text.lower()))
+    missing_names = _names(sentence) - _names(cited_text, first_word=True) - cited_words - set(terms(cited_text))
     good = [s for s in supports if s.overlap >= _SUPPORT_MIN]
     if missing_numbers:
         check.reason = f"numbers not in the cited sources: {', '.join(sorted(missing_numbers))}"

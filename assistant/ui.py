@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .assistant import Assistant
-from .errors import AssistantError, ConfigError
+from .errors import AssistantError, ConfigError, DocumentsError
 from .ingest import read_text
 from .schema import Answer
 
@@ -76,6 +76,31 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def save_upload(kb: Assistant, src: Path, original_name: str) -> str:
+    """Copy an uploaded article into the documents folder under a safe, non-clobbering name."""
+    docs = Path(kb.settings.docs_dir)
+    name = safe_name(original_name)
+    if Path(name).suffix not in (".txt", ".md"):
+        raise DocumentsError(f"{name}: only .txt and .md articles are accepted")
+    size = src.stat().st_size
+    if size > kb.settings.max_upload_bytes:
+        raise DocumentsError(f"{name}: {size:,} bytes is over the {kb.settings.max_upload_bytes:,}-byte limit")
+    data = src.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DocumentsError(f"{name}: not UTF-8 text; re-save it as UTF-8") from None
+    target = docs / name
+    i = 1
+    while target.exists() and target.read_bytes() != data:  # never overwrite a different article
+        target = docs / f"{Path(name).stem}-{i}{Path(name).suffix}"
+        i += 1
+    if target.resolve().parent != docs.resolve():
+        raise DocumentsError(f"{name}: refusing to write outside the documents folder")
+    target.write_bytes(data)
+    return target.name
 
 
 def render_answer(answer: Answer) -> str:
@@ -197,31 +222,13 @@ def build(kb: Assistant) -> Any:
     def upload(files: list[Any] | None) -> tuple[str, str, None]:
         if not files:
             return header(kb), "No file chosen.", None
-        docs = Path(kb.settings.docs_dir)
         saved, problems = [], []
         for f in files:
             src = Path(getattr(f, "name", f))
-            name = safe_name(getattr(f, "orig_name", None) or src.name)
-            if Path(name).suffix not in (".txt", ".md"):
-                problems.append(f"{name}: only .txt and .md articles are accepted")
-                continue
-            size = src.stat().st_size
-            if size > kb.settings.max_upload_bytes:
-                problems.append(f"{name}: {size:,} bytes is over the {kb.settings.max_upload_bytes:,}-byte limit")
-                continue
-            data = src.read_bytes()
             try:
-                data.decode("utf-8")
-            except UnicodeDecodeError:
-                problems.append(f"{name}: not UTF-8 text; re-save it as UTF-8")
-                continue
-            target = docs / name
-            i = 1
-            while target.exists() and target.read_bytes() != data:
-                target = docs / f"{Path(name).stem}-{i}{Path(name).suffix}"
-                i += 1
-            target.write_bytes(data)
-            saved.append(target.name)
+                saved.append(save_upload(kb, src, getattr(f, "orig_name", None) or src.name))
+            except AssistantError as exc:
+                problems.append(str(exc))
         msg = ""
         if saved:
             try:
