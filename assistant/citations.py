@@ -66,7 +66,14 @@ def _numbers(text: str) -> set[str]:
 
 
 _OPENERS = frozenset(
-    ["however", "meanwhile", "according", "despite", "although", "while", "after", "before", "since", "during", "earlier", "later", "today", "yesterday", "overall", "instead", "still", "also", "yet", "thus", "therefore", "moreover", "furthermore", "additionally", "finally", "first", "second", "third", "then", "now", "here", "there", "this", "these", "those", "that", "it", "its", "they", "he", "she", "we", "i", "you", "our", "their", "his", "her", "in", "on", "at", "as", "by", "for", "from", "with", "of", "to", "and", "but", "or", "so", "if", "when", "where", "who", "what", "which", "why", "how", "a", "an", "the", "some", "many", "most", "more", "several", "both", "each", "all", "no", "not", "one", "two", "three", "russian", "ukrainian", "sources", "source", "articles", "article", "answer"]
+    """
+    however meanwhile according despite although while after before since during earlier later today
+    yesterday overall instead still also yet thus therefore moreover furthermore additionally finally
+    first second third then now here there this these those that it its they he she we i you our their
+    his her in on at as by for from with of to and but or so if when where who what which why how a an
+    the some many most more several both each all no not one two three russian ukrainian sources source
+    articles article answer
+    """.split()
 )
 
 
