@@ -15,8 +15,8 @@ from .retrieve import terms
 from .schema import Citation, RetrievedContext, SentenceCheck
 
 MAX_RANGE = 20
-_GROUP = re.compile(r"\[\s*(\d+(?:\s*(?:[-–,;]|and)\s*\d+)*)\s*\]")
-_CLUSTER = r"(?:\s*\[\s*\d+(?:\s*(?:[-–,;]|and)\s*\d+)*\s*\])+"
+_GROUP = re.compile(r"\[\s*([0-9]+(?:\s*(?:[-–,;]|and)\s*[0-9]+)*)\s*\]")
+_CLUSTER = r"(?:\s*\[\s*[0-9]+(?:\s*(?:[-–,;]|and)\s*[0-9]+)*\s*\])+"
 _MOVE = re.compile(rf"([.!?…])({_CLUSTER})")
 _NUM = re.compile(r"\d[\d,.]*\d|\d")
 _NAME = re.compile(r"\b[A-Z][a-zA-Z’'-]+\b")
@@ -31,13 +31,13 @@ def parse_markers(group: str) -> list[int]:
         part = part.strip()
         if not part:
             continue
-        m = re.fullmatch(r"(\d+)\s*[-–]\s*(\d+)", part)
+        m = re.fullmatch(r"([0-9]+)\s*[-–]\s*([0-9]+)", part)
         if m:
             a, b = int(m.group(1)), int(m.group(2))
             if a <= b and b - a < MAX_RANGE:
                 out.extend(range(a, b + 1))
             continue
-        if part.isdigit():
+        if re.fullmatch(r"[0-9]+", part):
             out.append(int(part))
     return list(dict.fromkeys(out))
 

@@ -154,16 +154,35 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     return out
 
 
+def _split_word(text: str, s: int, e: int, limit: int) -> list[tuple[int, int]]:
+    """Cut a span in halves (at a space near the middle when there is one) until every piece fits;
+    pieces are whitespace-trimmed."""
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    if e <= s:
+        return []
+    if e - s <= 1 or count_tokens(text[s:e]) <= limit:
+        return [(s, e)]
+    mid = (s + e) // 2
+    space = text.rfind(" ", s + 1, mid + 1)
+    if space > s + (mid - s) // 2:
+        mid = space
+    return _split_word(text, s, mid, limit) + _split_word(text, mid, e, limit)
+
+
 def _split_long(text: str, span: tuple[int, int], limit: int) -> list[tuple[int, int]]:
-    """Cut an over-long sentence at word boundaries into pieces of at most ~limit tokens."""
+    """Cut an over-long sentence at word boundaries into pieces of at most limit tokens."""
     s, e = span
-    words = list(re.finditer(r"\S+", text[s:e]))
+    words: list[tuple[int, int]] = []
+    for w in re.finditer(r"\S+", text[s:e]):
+        words.extend(_split_word(text, s + w.start(), s + w.end(), limit - 1))
     pieces: list[tuple[int, int]] = []
     piece_start: int | None = None
     piece_end = s
     used = 0
-    for w in words:
-        ws, we = s + w.start(), s + w.end()
+    for ws, we in words:
         n = count_tokens(text[ws:we]) + 1
         if piece_start is not None and used + n > limit:
             pieces.append((piece_start, piece_end))
@@ -191,8 +210,9 @@ def chunk(doc: Document, chunk_tokens: int, overlap_tokens: int) -> list[Chunk]:
             counts.append(len(toks))
             continue
         for piece in _split_long(text, span, chunk_tokens):
-            units.append(piece)
-            counts.append(count_tokens(text[piece[0] : piece[1]]))
+            for sub in _split_word(text, piece[0], piece[1], chunk_tokens):  # re-check the joined piece
+                units.append(sub)
+                counts.append(count_tokens(text[sub[0] : sub[1]]))
     chunks: list[Chunk] = []
     i = 0
     while i < len(units):
