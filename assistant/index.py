@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 COLLECTION_PREFIX = "articles_"
 _GET_PAGE = 5000
+_WRITE_BATCH = 512  # chunks embedded together: long enough for length-sorted batches to pay off
+_UPSERT_PAGE = 4000
 
 
 def _chroma_settings() -> Any:
@@ -204,6 +206,7 @@ class Index:
             # Sources we could not read this time keep their previous chunks: nothing is lost.
             gone = [s for s in stored.ids_by_source if s not in present]
             gone_shas = {sha for s in gone for sha in stored.ids_by_source[s]}
+            pending: list[_Pending] = []
             for doc in docs:
                 if stored.complete(doc.source, doc.sha256):
                     report.unchanged += 1
@@ -212,21 +215,21 @@ class Index:
                 reuse_ids = list(stored.ids_by_sha.get(doc.sha256, []))
                 for ids in old_versions.values():
                     reuse_ids.extend(ids)
-                embedded, reused = self._write(doc, reuse_ids)
-                report.chunks_embedded += embedded
-                report.chunks_reused += reused
-                stale = [cid for sha, ids in old_versions.items() for cid in ids]
-                new_ids = {_chunk_id(doc.source, doc.sha256, i) for i in range(embedded + reused)}
-                stale = [cid for cid in stale if cid not in new_ids]
-                if stale:
-                    self.collection.delete(ids=stale)
+                item = self._prepare(doc, reuse_ids, [cid for ids in old_versions.values() for cid in ids])
+                report.chunks_embedded += len(item.missing)
+                report.chunks_reused += len(item.chunks) - len(item.missing)
                 if old_versions:
                     report.updated += 1
-                elif doc.sha256 in gone_shas and embedded == 0:
+                elif doc.sha256 in gone_shas and not item.missing:
                     report.renamed += 1
                     gone_shas.discard(doc.sha256)
                 else:
                     report.added += 1
+                pending.append(item)
+                if sum(len(p.missing) for p in pending) >= _WRITE_BATCH:
+                    self._flush(pending)
+                    pending = []
+            self._flush(pending)
             on_disk_shas = {d.sha256 for d in docs}
             for src in gone:
                 versions = stored.ids_by_source[src]
@@ -239,33 +242,56 @@ class Index:
         log.info("sync: %s", report.summary())
         return report
 
-    def _write(self, doc: ingest.Document, reuse_ids: list[str]) -> tuple[int, int]:
-        """Chunk one article and store it, reusing vectors of identical chunk texts."""
+    def _prepare(self, doc: ingest.Document, reuse_ids: list[str], old_ids: list[str]) -> _Pending:
+        """Chunk one article and find the stored vectors its chunk texts can reuse."""
         chunks = ingest.chunk(doc, self.settings.chunk_tokens, self.settings.chunk_overlap_tokens)
         vectors = self._reusable_vectors(reuse_ids) if reuse_ids else {}
         shas = [_text_sha(c.text) for c in chunks]
-        missing = [i for i, s in enumerate(shas) if s not in vectors]
-        if missing:
-            fresh = self.embedder.embed([chunks[i].text for i in missing])
-            for i, vec in zip(missing, fresh):
-                vectors[shas[i]] = vec.tolist()
-        self.collection.upsert(
-            ids=[_chunk_id(doc.source, doc.sha256, c.index) for c in chunks],
-            embeddings=[vectors[s] for s in shas],
-            documents=[c.text for c in chunks],
-            metadatas=[
-                {
-                    "source": doc.source,
-                    "title": doc.title,
-                    "file_sha": doc.sha256,
-                    "text_sha": s,
-                    "start": c.start,
-                    "end": c.end,
-                    "chunk": c.index,
-                    "n_chunks": len(chunks),
-                    "tokens": c.tokens,
-                }
-                for c, s in zip(chunks, shas)
-            ],
-        )
-        return len(missing), len(chunks) - len(missing)
+        missing = [i for i, sha in enumerate(shas) if sha not in vectors]
+        return _Pending(doc, chunks, shas, vectors, missing, old_ids)
+
+    def _flush(self, pending: list[_Pending]) -> None:
+        """Embed what a batch of articles lacks in one length-sorted run, write it, then drop stale chunks.
+
+        New chunks are written before old ones are deleted, so a sync killed here loses nothing.
+        """
+        if not pending:
+            return
+        texts = [p.chunks[i].text for p in pending for i in p.missing]
+        fresh = iter(self.embedder.embed(texts)) if texts else iter(())
+        for p in pending:
+            for i in p.missing:
+                p.vectors[p.shas[i]] = next(fresh).tolist()
+        ids: list[str] = []
+        embeddings: list[list[float]] = []
+        documents: list[str] = []
+        metadatas: list[dict[str, Any]] = []
+        for p in pending:
+            doc = p.doc
+            for c, sha in zip(p.chunks, p.shas):
+                ids.append(_chunk_id(doc.source, doc.sha256, c.index))
+                embeddings.append(p.vectors[sha])
+                documents.append(c.text)
+                metadatas.append({
+                    "source": doc.source, "title": doc.title, "file_sha": doc.sha256, "text_sha": sha,
+                    "start": c.start, "end": c.end, "chunk": c.index, "n_chunks": len(p.chunks), "tokens": c.tokens,
+                })
+        for b in range(0, len(ids), _UPSERT_PAGE):
+            self.collection.upsert(
+                ids=ids[b : b + _UPSERT_PAGE], embeddings=embeddings[b : b + _UPSERT_PAGE],  # type: ignore[arg-type]
+                documents=documents[b : b + _UPSERT_PAGE], metadatas=metadatas[b : b + _UPSERT_PAGE],  # type: ignore[arg-type]
+            )
+        new = set(ids)
+        stale = [cid for p in pending for cid in p.old_ids if cid not in new]
+        if stale:
+            self.collection.delete(ids=stale)
+
+
+@dataclass
+class _Pending:
+    doc: ingest.Document
+    chunks: list[ingest.Chunk]
+    shas: list[str]
+    vectors: dict[str, list[float]]
+    missing: list[int]
+    old_ids: list[str]

@@ -108,9 +108,9 @@ def render_answer(answer: Answer) -> str:
     text = html.escape(answer.text, quote=False)
     text = re.sub(r"\[(\d+)\]", lambda m: f"[[{m.group(1)}]](#cite-{m.group(1)})", text)
     if answer.abstained:
-        return f"🚫 *{text}*"
-    prefix = "⚖️ **The sources disagree.** " if answer.conflict else ""
-    notes = "".join(f"\n\n> ⚠️ {html.escape(n, quote=False)}" for n in answer.notes)
+        return f"**Not in the articles.** *{text}*"
+    prefix = "**Sources disagree.** " if answer.conflict else ""
+    notes = "".join(f"\n\n> **Note:** {html.escape(n, quote=False)}" for n in answer.notes)
     return prefix + text + notes
 
 
@@ -154,7 +154,7 @@ def header(kb: Assistant) -> str:
         corpus = kb.corpus
         articles, chunks = len(corpus.sources), len(corpus.records)
     except AssistantError as exc:
-        return f"### assistant\n⚠️ {exc}"
+        return f"### assistant\nError: {exc}"
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(kb.last_sync_at)) if kb.last_sync_at else "never"
     return (f"### assistant — cited answers from the articles\n"
             f"**Answering:** {kb.describe_answerer()} · **Corpus:** {articles} articles, {chunks} chunks · "
@@ -169,7 +169,7 @@ def build(kb: Assistant) -> Any:
         convo = list(convo or [])
         message = (message or "").strip()
         if not message:
-            history.append({"role": "assistant", "content": "⚠️ The question is empty: type a question first."})
+            history.append({"role": "assistant", "content": "Error: The question is empty: type a question first."})
             yield history, convo, None, gr.update(), gr.update(), "", ""
             return
         history.append({"role": "user", "content": message})
@@ -188,12 +188,12 @@ def build(kb: Assistant) -> Any:
                 else:
                     answer = piece
         except AssistantError as exc:
-            history[-1] = {"role": "assistant", "content": f"⚠️ {html.escape(str(exc), quote=False)}"}
+            history[-1] = {"role": "assistant", "content": f"Error: {html.escape(str(exc), quote=False)}"}
             yield history, convo, None, gr.update(), gr.update(choices=[], value=None), "", ""
             return
         except Exception as exc:  # never a traceback in the page
             log.exception("unexpected error answering %r", message)
-            history[-1] = {"role": "assistant", "content": f"⚠️ Something went wrong ({type(exc).__name__}). "
+            history[-1] = {"role": "assistant", "content": f"Error: Something went wrong ({type(exc).__name__}). "
                            "Try again, or re-sync the articles."}
             yield history, convo, None, gr.update(), gr.update(choices=[], value=None), "", ""
             return
@@ -215,7 +215,7 @@ def build(kb: Assistant) -> Any:
         try:
             report = kb.sync()
         except AssistantError as exc:
-            return header(kb), f"⚠️ {exc}"
+            return header(kb), f"Error: {exc}"
         skipped = "".join(f"\n- skipped: {s}" for s in report.skipped)
         return header(kb), f"Synced: {report.summary()}{skipped}"
 
@@ -235,9 +235,9 @@ def build(kb: Assistant) -> Any:
                 report = kb.sync()
                 msg = f"Added {', '.join(saved)}. {report.summary()}"
             except AssistantError as exc:
-                msg = f"⚠️ Saved {', '.join(saved)} but the sync failed: {exc}"
+                msg = f"Error: Saved {', '.join(saved)} but the sync failed: {exc}"
         if problems:
-            msg += "".join(f"\n- ⚠️ {p}" for p in problems)
+            msg += "".join(f"\n- Not added: {p}" for p in problems)
         return header(kb), msg.strip(), None
 
     with gr.Blocks(title="assistant — cited answers") as demo:

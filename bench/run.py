@@ -96,7 +96,7 @@ def worker_ours(docs: Path, index: Path, repeats: int) -> dict[str, Any]:
     res["ingest_tokens_per_s"] = model_tokens / res["ingest_s"]
     res["ingest_chunks_per_s"] = report.chunks_total / res["ingest_s"]
     # raw ceiling: the model alone on (a sample of) the same chunk texts
-    sample = texts if len(texts) <= 2000 else random.Random(0).sample(texts, 2000)
+    sample = texts if len(texts) <= 1000 else random.Random(0).sample(texts, 1000)
     sample_tokens = sum(len(e.ids) for e in kb.embedder._tokenizer.encode_batch(sample))
     raw = []
     for _ in range(repeats):
