@@ -36,4 +36,5 @@ def test_rendered_answer_escapes_html_and_links_markers() -> None:
     md = render_answer(a)
     assert "<img" not in md and "&lt;img" in md and "[[1]](#cite-1)" in md
     assert "<b>q</b>" not in render_sources(a) and "&lt;b&gt;q" in render_sources(a)
-    assert render_answer(Answer(question="q", text="The articles don't cover this.", abstained=True)).startswith("**Not in the articles.**")
+    abstained = Answer(question="q", text="The articles don't cover this.", abstained=True)
+    assert render_answer(abstained).startswith("**Not in the articles.**")
