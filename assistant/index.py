@@ -137,9 +137,14 @@ class Index:
     def __init__(self, settings: Settings, embedder: OnnxEmbedder) -> None:
         self.settings = settings
         self.embedder = embedder
-        self.client = open_client(settings)
+        with sync_lock(settings):  # another process may be creating the same on-disk index right now
+            self.client = open_client(settings)
+            self.collection = self._open_collection()
+
+    def _open_collection(self) -> Any:
+        settings = self.settings
         try:
-            self.collection = self.client.get_or_create_collection(
+            return self.client.get_or_create_collection(
                 name=settings.collection_name(),
                 metadata={"hnsw:space": "cosine", "embed_model": settings.embed_model},
                 embedding_function=None,
