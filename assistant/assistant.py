@@ -15,7 +15,7 @@ from .embed import OnnxEmbedder
 from .errors import IndexUnavailableError, LLMError, QuestionError
 from .index import Index, wipe_local_index
 from .llm import LLMClient, load_prompt, messages_for, pack_sources, verified_answer
-from .retrieve import STOPWORDS, Corpus, HybridRetriever
+from .retrieve import STOPWORDS, Corpus, HybridRetriever, open_corpus
 from .schema import Answer, RetrievedContext, SyncReport
 from .settings import Settings
 
@@ -70,6 +70,7 @@ class Assistant:
         self._lock = threading.RLock()
         self._index: Index | None = None
         self._retriever: HybridRetriever | None = None
+        self._revision = ""
         self._llm: LLMClient | None = None
         self.last_sync: SyncReport | None = None
         self.last_sync_at: float | None = None
@@ -94,7 +95,8 @@ class Assistant:
                 else:
                     wipe_local_index(self.settings)
             report = self.index.sync(Path(self.settings.docs_dir))
-            self._retriever = None
+            if self._retriever is not None and self.index.revision() != self._revision:
+                self._retriever = None  # the collection changed: reload the retrieval state on next use
             self.last_sync, self.last_sync_at = report, time.time()
             return report
 
@@ -110,11 +112,16 @@ class Assistant:
                     log.info("index is empty: syncing %s first", self.settings.docs_dir)
                     self.sync()
                 try:
-                    corpus = Corpus.load(index)
+                    corpus = open_corpus(index)
+                    self._revision = corpus.revision
                     self._retriever = HybridRetriever(self.settings, index, self.embedder, corpus)
                 except Exception as exc:
                     raise self._index_failure(exc) from None
             return self._retriever
+
+    def prepare(self) -> None:
+        """Load (or build and save) the retrieval state now, so the first question is fast."""
+        self._ready()
 
     @property
     def corpus(self) -> Corpus:

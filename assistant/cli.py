@@ -50,6 +50,7 @@ def _print_answer(answer: Any) -> None:
 def cmd_ingest(args: argparse.Namespace) -> int:
     kb = _assistant(args, docs=args.dir)
     report = kb.sync(rebuild=args.rebuild)
+    kb.prepare()
     _out(report.summary())
     for skipped in report.skipped:
         _out(f"skipped: {skipped}")

@@ -10,9 +10,11 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import os
+import pickle
 import shutil
 import time
-from collections import defaultdict
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +99,35 @@ def sync_lock(settings: Settings) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+_CACHE_FORMAT = 1
+
+
+def read_cache(path: Path) -> tuple[str, Any]:
+    """(revision, value) as write_cache stored them at path, or ("", None) if missing or damaged."""
+    if not path.exists():
+        return "", None
+    try:
+        with open(path, "rb") as fh:
+            fmt, rev, value = pickle.load(fh)
+        if fmt == _CACHE_FORMAT:
+            return str(rev), value
+    except Exception as exc:  # a damaged cache is rebuilt from the index, never trusted
+        log.warning("ignoring the cache %s (%s): rebuilding it from the index", path, exc)
+    return "", None
+
+
+def write_cache(path: Path, revision: str, value: Any) -> None:
+    """Save derived state atomically; failure only costs the next process a rebuild."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        with open(tmp, "wb") as fh:
+            pickle.dump((_CACHE_FORMAT, revision, value), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not save the cache %s (%s); the next process will rebuild it", path, exc)
+
+
 def _chunk_id(source: str, file_sha: str, index: int) -> str:
     return f"{file_sha[:16]}-{hashlib.sha1(source.encode()).hexdigest()[:10]}-{index}"
 
@@ -107,13 +138,16 @@ def _text_sha(text: str) -> str:
 
 @dataclass
 class StoredChunks:
-    """What the collection holds, grouped by article."""
+    """What the collection holds, grouped by article (plain dicts, so it can be cached on disk)."""
 
-    ids_by_source: dict[str, dict[str, list[str]]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(list))
-    )
+    ids_by_source: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     n_expected: dict[tuple[str, str], int] = field(default_factory=dict)
-    ids_by_sha: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    ids_by_sha: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, cid: str, source: str, sha: str, n_chunks: int) -> None:
+        self.ids_by_source.setdefault(source, {}).setdefault(sha, []).append(cid)
+        self.n_expected[(source, sha)] = n_chunks
+        self.ids_by_sha.setdefault(sha, []).append(cid)
 
     def complete(self, source: str, sha: str) -> bool:
         versions = self.ids_by_source.get(source, {})
@@ -137,6 +171,7 @@ class Index:
     def __init__(self, settings: Settings, embedder: OnnxEmbedder) -> None:
         self.settings = settings
         self.embedder = embedder
+        self._dirty = False
         with sync_lock(settings):  # another process may be creating the same on-disk index right now
             self.client = open_client(settings)
             self.collection = self._open_collection()
@@ -158,6 +193,48 @@ class Index:
     def count(self) -> int:
         return int(self.collection.count())
 
+    def revision(self) -> str:
+        """A token that changes whenever a sync changes the collection (kept in its metadata, so it
+        is shared by every process and machine using the same Chroma)."""
+        meta = self.client.get_collection(self.settings.collection_name()).metadata or {}
+        return str(meta.get("revision", ""))
+
+    def ensure_revision(self) -> str:
+        """The revision, giving the collection one first if it has none (built by an older version)."""
+        revision = self.revision()
+        if not revision:
+            with sync_lock(self.settings):
+                if not self.revision():
+                    self._bump_revision()
+                revision = self.revision()
+        return revision
+
+    def _bump_revision(self) -> None:
+        meta = {k: v for k, v in (self.collection.metadata or {}).items() if not k.startswith("hnsw:")}
+        meta["revision"] = uuid.uuid4().hex
+        self.collection.modify(metadata=meta)
+
+    def _mark_dirty(self) -> None:
+        """Before the first write of a sync: a new revision, so that no cache made before it is trusted,
+        even if this sync is killed half way."""
+        if not self._dirty:
+            self._bump_revision()
+            self._dirty = True
+
+    def ids(self) -> set[str]:
+        """Every chunk id in the collection."""
+        out: set[str] = set()
+        total = self.collection.count()
+        for offset in range(0, total, _GET_PAGE):
+            out.update(self.collection.get(include=[], limit=_GET_PAGE, offset=offset)["ids"])
+        return out
+
+    def get(self, ids: list[str]) -> Iterator[tuple[str, dict[str, Any], Any]]:
+        """(id, metadata, document) of the given chunks."""
+        for b in range(0, len(ids), _GET_PAGE):
+            page = self.collection.get(ids=ids[b : b + _GET_PAGE], include=["metadatas", "documents"])
+            yield from zip(page["ids"], page["metadatas"], page["documents"])
+
     def _drop_stale_collections(self) -> None:
         keep = self.settings.collection_name()
         for col in self.client.list_collections():
@@ -166,13 +243,27 @@ class Index:
                 log.info("dropping collection %s built with other settings", name)
                 self.client.delete_collection(name)
 
+    def cache_path(self, kind: str) -> Path:
+        """Where derived state of this collection (manifest, retrieval state) is cached on this machine."""
+        s = self.settings
+        where = f"-{s.chroma_host}-{s.chroma_port}" if s.chroma_host else ""
+        return s.resolved_index_dir() / "retrieval-cache" / f"{s.collection_name()}{where}.{kind}.pickle"
+
     def stored(self) -> StoredChunks:
+        """What the collection holds: from the cached manifest when the revision matches, else read."""
+        revision = self.revision()
+        rev, cached = read_cache(self.cache_path("manifest"))
+        if revision and rev == revision and isinstance(cached, StoredChunks):
+            return cached
+        st = self._read_stored()
+        if revision:
+            write_cache(self.cache_path("manifest"), revision, st)
+        return st
+
+    def _read_stored(self) -> StoredChunks:
         st = StoredChunks()
         for cid, meta, _ in get_all(self.collection, ["metadatas"]):
-            src, sha = meta["source"], meta["file_sha"]
-            st.ids_by_source[src][sha].append(cid)
-            st.n_expected[(src, sha)] = int(meta["n_chunks"])
-            st.ids_by_sha[sha].append(cid)
+            st.add(cid, str(meta["source"]), str(meta["file_sha"]), int(meta["n_chunks"]))
         return st
 
     def _reusable_vectors(self, ids: list[str]) -> dict[str, list[float]]:
@@ -208,6 +299,7 @@ class Index:
                     + ". Add UTF-8 .txt/.md files there and run assistant ingest again."
                 )
             stored = self.stored()
+            self._dirty = False
             # Sources we could not read this time keep their previous chunks: nothing is lost.
             gone = [s for s in stored.ids_by_source if s not in present]
             gone_shas = {sha for s in gone for sha in stored.ids_by_source[s]}
@@ -220,6 +312,7 @@ class Index:
                 reuse_ids = list(stored.ids_by_sha.get(doc.sha256, []))
                 for ids in old_versions.values():
                     reuse_ids.extend(ids)
+                reuse_ids = list(dict.fromkeys(reuse_ids))  # a sync killed half way leaves both lists overlapping
                 item = self._prepare(doc, reuse_ids, [cid for ids in old_versions.values() for cid in ids])
                 report.chunks_embedded += len(item.missing)
                 report.chunks_reused += len(item.chunks) - len(item.missing)
@@ -237,12 +330,16 @@ class Index:
             self._flush(pending)
             on_disk_shas = {d.sha256 for d in docs}
             for src in gone:
+                self._mark_dirty()
                 versions = stored.ids_by_source[src]
                 self.collection.delete(ids=[cid for ids in versions.values() for cid in ids])
                 if not set(versions) & on_disk_shas:  # else it was renamed, counted above
                     report.removed += 1
             report.files_total = len(docs)
             report.chunks_total = self.count()
+            if self._dirty or not self.revision():
+                self._bump_revision()
+                write_cache(self.cache_path("manifest"), self.revision(), self._read_stored())
         report.seconds = time.perf_counter() - t0
         log.info("sync: %s", report.summary())
         return report
@@ -262,6 +359,7 @@ class Index:
         """
         if not pending:
             return
+        self._mark_dirty()
         texts = [p.chunks[i].text for p in pending for i in p.missing]
         fresh = iter(self.embedder.embed(texts)) if texts else iter(())
         for p in pending:

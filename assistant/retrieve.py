@@ -1,17 +1,19 @@
-"""Hybrid retrieval through LlamaIndex: dense (Chroma vector store) + BM25 (bm25s), fused by RRF."""
+"""Hybrid retrieval: dense (LlamaIndex's Chroma vector store) + BM25 (bm25s), fused by RRF."""
 
 from __future__ import annotations
 
 import logging
 import math
 import re
+import sys
+import time
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from .embed import OnnxEmbedder, llama_index_embedding
-from .index import Index, get_all
+from .index import Index, get_all, read_cache, write_cache
 from .schema import RetrievedContext
 from .settings import Settings
 
@@ -45,7 +47,7 @@ def stem_words(words: list[str]) -> list[str]:
 def terms(text: str) -> list[str]:
     """Lower-cased, stemmed content words (stopwords dropped)."""
     words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
-    return stem_words(words)
+    return [sys.intern(t) for t in stem_words(words)]
 
 
 @dataclass(frozen=True)
@@ -59,16 +61,22 @@ class ChunkRecord:
 
 
 class Corpus:
-    """In-memory view of the indexed chunks: texts for BM25 and term statistics."""
+    """In-memory view of the indexed chunks: texts, term statistics and the BM25 index.
 
-    def __init__(self, records: list[ChunkRecord]) -> None:
+    Built once per index revision and kept on disk (see open_corpus), so a new process neither
+    re-reads every chunk from Chroma nor re-tokenizes it; a sync that changes a few articles
+    tokenizes only their new chunks.
+    """
+
+    def __init__(self, records: list[ChunkRecord], tokens: list[list[str]] | None = None) -> None:
         self.records = records
+        self.tokens = tokens if tokens is not None else [terms(r.text) for r in records]
         self.by_id = {r.id: r for r in records}
         df: Counter[str] = Counter()
-        for r in records:
-            df.update(set(terms(r.text)))
+        for toks in self.tokens:
+            df.update(set(toks))
         self.df = df
-        self.words = {w for r in records for w in _WORD.findall(r.text.lower())}
+        self.words = set(_WORD.findall("\n".join(r.text for r in records).lower()))
         self._words_by_initial: dict[str, list[str]] = {}
         for w in sorted(self.words):
             self._words_by_initial.setdefault(w[0], []).append(w)
@@ -79,6 +87,8 @@ class Corpus:
         self.n = max(len(records), 1)
         self.sources = sorted({r.source for r in records})
         self.titles = {r.source: r.title for r in records}
+        self.bm25 = _bm25_index(self.tokens) if records else None
+        self.revision = ""  # the index revision this state was built from (set by open_corpus)
 
     def correct(self, text: str) -> str:
         """Replace words the articles never use by the closest word they do (typos: 'governer')."""
@@ -105,50 +115,87 @@ class Corpus:
     def idf(self, term: str) -> float:
         return math.log(1 + (self.n - self.df.get(term, 0) + 0.5) / (self.df.get(term, 0) + 0.5))
 
-    @classmethod
-    def load(cls, index: Index) -> Corpus:
-        records = [
-            ChunkRecord(
-                id=cid,
-                source=str(meta["source"]),
-                title=str(meta.get("title", "")),
-                text=doc or "",
-                start=int(meta["start"]),
-                end=int(meta["end"]),
-            )
-            for cid, meta, doc in get_all(index.collection, ["metadatas", "documents"])
-        ]
-        records.sort(key=lambda r: (r.source, r.start))
-        return cls(records)
+    def bm25_top(self, query_terms: list[str], k: int) -> list[tuple[int, float]]:
+        """(record position, BM25 score) of the k best-scoring chunks that share a term with the query."""
+        import numpy as np
+
+        known = [t for t in query_terms if t in self.df]
+        if self.bm25 is None or not known:
+            return []
+        scores = self.bm25.get_scores(known)
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+
+    def updated(self, added: list[ChunkRecord], removed: set[str]) -> Corpus:
+        """A new Corpus without `removed` and with `added`; kept chunks are not re-tokenized."""
+        kept = [(r, t) for r, t in zip(self.records, self.tokens) if r.id not in removed]
+        pairs = sorted(kept + [(r, terms(r.text)) for r in added], key=lambda rt: (rt[0].source, rt[0].start))
+        return Corpus([r for r, _ in pairs], [t for _, t in pairs])
+
+
+def _bm25_index(tokens: list[list[str]]) -> Any:
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    bm25 = bm25s.BM25()
+    bm25.index([t or [""] for t in tokens], show_progress=False)
+    return bm25
+
+
+def _record(cid: str, meta: dict[str, Any], doc: str | None) -> ChunkRecord:
+    return ChunkRecord(
+        id=cid, source=str(meta["source"]), title=str(meta.get("title", "")), text=doc or "",
+        start=int(meta["start"]), end=int(meta["end"]),
+    )
+
+
+def open_corpus(index: Index) -> Corpus:
+    """The Corpus for the index's current revision: from the on-disk cache when it matches,
+    else updated from the cache (only new chunks are read and tokenized) or built from scratch."""
+    revision = index.ensure_revision()
+    rev, cached = read_cache(index.cache_path("corpus"))
+    if not isinstance(cached, Corpus):
+        cached = None
+    elif rev == revision:
+        return cached
+    t0 = time.perf_counter()
+    if cached is None:
+        corpus = Corpus(sorted((_record(*row) for row in get_all(index.collection, ["metadatas", "documents"])),
+                               key=lambda r: (r.source, r.start)))
+    else:
+        ids = index.ids()
+        removed = set(cached.by_id) - ids
+        new_ids = sorted(ids - set(cached.by_id))
+        added = [_record(*row) for row in index.get(new_ids)]
+        corpus = cached.updated(added, removed)
+    corpus.revision = revision
+    log.info("retrieval state for %d chunks built in %.1fs", len(corpus.records), time.perf_counter() - t0)
+    write_cache(index.cache_path("corpus"), revision, corpus)
+    return corpus
 
 
 class HybridRetriever:
-    """Dense + BM25 retrieval, both as LlamaIndex retrievers, fused by reciprocal rank."""
+    """Dense (LlamaIndex's Chroma vector store) + BM25 (bm25s), fused by reciprocal rank."""
 
     def __init__(self, settings: Settings, index: Index, embedder: OnnxEmbedder, corpus: Corpus) -> None:
-        from llama_index.core import VectorStoreIndex
-        from llama_index.core.schema import BaseNode, TextNode
-        from llama_index.retrievers.bm25 import BM25Retriever
         from llama_index.vector_stores.chroma import ChromaVectorStore
 
         self.settings = settings
         self.corpus = corpus
-        store = ChromaVectorStore(chroma_collection=index.collection)
-        vindex = VectorStoreIndex.from_vector_store(store, embed_model=llama_index_embedding(embedder))
-        self.dense = vindex.as_retriever(similarity_top_k=settings.candidate_k)
-        self.bm25: Any = None
-        logging.getLogger("bm25s").setLevel(logging.WARNING)
-        if corpus.records:
-            nodes: list[BaseNode] = [TextNode(text=r.text, id_=r.id) for r in corpus.records]
-            self.bm25 = BM25Retriever.from_defaults(
-                nodes=nodes,
-                stemmer=_stemmer(),
-                language="en",
-                similarity_top_k=min(settings.candidate_k, len(nodes)),
-            )
+        self.embedder = embedder
+        self.store = ChromaVectorStore(chroma_collection=index.collection)
+        self._baseline: Any = None
 
     def dense_only(self, query: str, k: int) -> list[RetrievedContext]:
-        hits = self.dense.retrieve(query)[:k]
+        """Plain LlamaIndex dense retrieval (VectorStoreIndex retriever): the eval's baseline."""
+        if self._baseline is None:
+            from llama_index.core import VectorStoreIndex
+
+            vindex = VectorStoreIndex.from_vector_store(self.store, embed_model=llama_index_embedding(self.embedder))
+            self._baseline = vindex.as_retriever(similarity_top_k=self.settings.candidate_k)
+        hits = self._baseline.retrieve(query)[:k]
         return [
             self._context(h.node.node_id, 1.0 / (i + 1), dense=self._cos(h.score)) for i, h in enumerate(hits)
         ]
@@ -167,6 +214,14 @@ class HybridRetriever:
             score=score, dense_score=dense, bm25_score=bm25, chunk_id=cid,
         )
 
+    def dense(self, query: str, k: int) -> list[tuple[str, float]]:
+        """(chunk id, cosine similarity), best first, through the LlamaIndex vector store."""
+        from llama_index.core.vector_stores.types import VectorStoreQuery
+
+        vector = self.embedder.embed_one(query).tolist()
+        result = self.store.query(VectorStoreQuery(query_embedding=vector, similarity_top_k=k))
+        return [(cid, self._cos(sim)) for cid, sim in zip(result.ids or [], result.similarities or [])]
+
     def retrieve(self, query: str, k: int | None = None) -> list[RetrievedContext]:
         k = k or self.settings.top_k
         if not self.corpus.records:
@@ -174,18 +229,14 @@ class HybridRetriever:
         rrf: dict[str, float] = {}
         dense: dict[str, float] = {}
         sparse: dict[str, float] = {}
-        for rank, hit in enumerate(self.dense.retrieve(query)):
-            cid = hit.node.node_id
+        for rank, (cid, cos) in enumerate(self.dense(query, self.settings.candidate_k)):
             if cid not in self.corpus.by_id:
                 continue
-            dense[cid] = self._cos(hit.score)
+            dense[cid] = cos
             rrf[cid] = rrf.get(cid, 0.0) + 1.0 / (self.settings.rrf_k + rank + 1)
-        if self.bm25 is not None and terms(query):
-            for rank, hit in enumerate(self.bm25.retrieve(query)):
-                if not hit.score or hit.score <= 0:
-                    continue
-                cid = hit.node.node_id
-                sparse[cid] = float(hit.score)
-                rrf[cid] = rrf.get(cid, 0.0) + 1.0 / (self.settings.rrf_k + rank + 1)
+        for rank, (pos, score) in enumerate(self.corpus.bm25_top(terms(query), self.settings.candidate_k)):
+            cid = self.corpus.records[pos].id
+            sparse[cid] = score
+            rrf[cid] = rrf.get(cid, 0.0) + 1.0 / (self.settings.rrf_k + rank + 1)
         ranked = sorted(rrf.items(), key=lambda kv: -kv[1])[:k]
         return [self._context(cid, s, dense.get(cid), sparse.get(cid)) for cid, s in ranked]
