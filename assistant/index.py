@@ -99,7 +99,7 @@ def sync_lock(settings: Settings) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 
 def read_cache(path: Path) -> tuple[str, Any]:

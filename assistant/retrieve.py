@@ -8,9 +8,8 @@ import re
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from .embed import OnnxEmbedder, llama_index_embedding
 from .index import Index, get_all, read_cache, write_cache
@@ -50,8 +49,7 @@ def terms(text: str) -> list[str]:
     return [sys.intern(t) for t in stem_words(words)]
 
 
-@dataclass(frozen=True)
-class ChunkRecord:
+class ChunkRecord(NamedTuple):
     id: str
     source: str
     title: str
@@ -70,7 +68,8 @@ class Corpus:
 
     def __init__(self, records: list[ChunkRecord], tokens: list[list[str]] | None = None) -> None:
         self.records = records
-        self.tokens = tokens if tokens is not None else [terms(r.text) for r in records]
+        self._tokens: list[list[str]] | None = tokens if tokens is not None else [terms(r.text) for r in records]
+        self._joined: list[str] = []
         self.by_id = {r.id: r for r in records}
         df: Counter[str] = Counter()
         for toks in self.tokens:
@@ -89,6 +88,25 @@ class Corpus:
         self.titles = {r.source: r.title for r in records}
         self.bm25 = _bm25_index(self.tokens) if records else None
         self.revision = ""  # the index revision this state was built from (set by open_corpus)
+
+    @property
+    def tokens(self) -> list[list[str]]:
+        """Each chunk's terms (materialized from the cache only when a sync update needs them)."""
+        if self._tokens is None:
+            self._tokens = [t.split() for t in self._joined]
+        return self._tokens
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Terms go to disk as one string per chunk: millions of small strings are slow to unpickle,
+        and answering never needs them (only the BM25 index built from them)."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("by_id", "_tokens", "_joined")}
+        state["_joined"] = self._joined if self._tokens is None else [" ".join(t) for t in self._tokens]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._tokens = None
+        self.by_id = {r.id: r for r in getattr(self, "records", [])}
 
     def correct(self, text: str) -> str:
         """Replace words the articles never use by the closest word they do (typos: 'governer')."""
