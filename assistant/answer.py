@@ -1,59 +1,62 @@
-"""The offline answerer: picks the retrieved sentences that answer the question and cites them.
+"""The offline answerer: picks the article sentences that answer the question and cites them.
 
 No LLM, no network. Every sentence of the answer is a verbatim sentence of an article (so its
 attribution, "... according to Russia's Defence Ministry", travels with it) followed by ``[n]``.
+
+Evidence is chosen at the level users read, sentences: each sentence of the retrieved chunks is scored
+by a small logistic model (selector.py) on its semantic similarity to the question (its own MiniLM
+vector, stored at sync), term coverage, the answer type asked for and its chunk's rank. Sentences that
+contradict what the question pins down (a year, quarter, identifier or name) are disqualified, and the
+answer is refused when no sentence is likely enough, or when the question's key words are unknown to
+the articles. Broad questions ("what's going on with …") get an overview: central sentences from
+different articles, picked by maximal marginal relevance over the sentence vectors.
 """
 
 from __future__ import annotations
 
-import difflib
+import logging
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from .ingest import split_sentences
-from .retrieve import STOPWORDS, Corpus, stem_words, terms
+import numpy as np
+
+from . import selector, text
+from .retrieve import Corpus
 from .schema import Answer, Citation, RetrievedContext
+
+log = logging.getLogger(__name__)
 
 ABSTAIN_TEXT = "The articles don't cover this: I found nothing in them that answers the question."
 
-_NUMBER = re.compile(
-    r"\b\d[\d,.]*\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|"
-    r"thirty|forty|fifty|hundred|hundreds|thousand|thousands|dozens?|half|million)\b",
-    re.IGNORECASE,
-)
-_DIGITS = re.compile(r"\d[\d,.]*\d|\d")
-_DATE = re.compile(
-    r"\b(?:January|February|March|April|May|June|July|August|September|October|November|"
-    r"December|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|yesterday|"
-    r"(?:19|20)\d\d)\b"
-)
-_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*")
 _CAVEAT = re.compile(
     r"\b(?:could not|cannot|can't|has not|have not|not) (?:be |been )?(?:independently )?"
     r"(?:verified|confirmed)\b",
     re.IGNORECASE,
 )
+_BOILERPLATE = re.compile(
+    r"^(?:featured|source link|related posts|load more|comments are closed|subscribe|discover more)\b", re.I
+)
 
 
-def question_kind(question: str) -> str:
-    q = question.lower()
-    if re.search(r"\bhow (many|much|far|long|large|big)\b|\bwhat (number|percentage|share|size)\b|\bnumber of\b", q):
-        return "number"
-    if re.search(r"\bwhen\b|\bwhat (year|month|day|date)\b|\bsince when\b", q):
-        return "date"
-    if re.search(r"\bwho\b|\bwhich (country|countries|organi[sz]ation|official|group|think tank)\b", q):
-        return "name"
-    return "other"
+class Answerer(Protocol):
+    """One way of answering from retrieved evidence. ``stream`` yields text pieces, then the Answer."""
+
+    name: str
+
+    def stream(self, question: str, query: str, evidence: Evidence) -> Iterator[str | Answer]: ...
 
 
-def _kind_match(kind: str, sentence: str, near: set[str] | None = None) -> bool:
-    if kind == "number":
-        return bool(_numbers(sentence, near)) if near is not None else bool(_NUMBER.search(sentence))
-    if kind == "date":
-        return bool(_DATE.search(sentence))
-    if kind == "name":
-        return bool(_NAME.search(sentence))
-    return False
+@dataclass
+class Evidence:
+    """What retrieval found for one question, shared by every answerer."""
+
+    contexts: list[RetrievedContext]
+    corpus: Corpus
+    query_vector: Any  # np.ndarray, the question's MiniLM vector
+    retrieve: Any = None  # callable(query, k) -> list[RetrievedContext], for overviews that look wider
+    embed: Any = None  # callable(text) -> its MiniLM vector
 
 
 @dataclass
@@ -64,69 +67,41 @@ class Candidate:
     end: int
     text: str
     terms: set[str]
+    vector: Any = None
+    cos: float = 0.0
     coverage: float = 0.0
-    score: float = 0.0
+    kind_ok: bool = False  # holds the kind of answer asked for, next to the question's words
+    kind_any: bool = False
+    violations: list[str] = field(default_factory=list)
+    features: list[float] = field(default_factory=list)
+    p: float = 0.0  # the selector's probability that this sentence answers the question (ranks them)
+    confidence: float = 0.0  # the evidence score the refusal threshold applies to
 
 
-def _resolve_terms(question: str, corpus: Corpus) -> list[str]:
-    """Question terms, with misspellings mapped to the closest word the corpus knows."""
-    out: list[str] = []
-    vocab = list(corpus.df)
-    for t in dict.fromkeys(terms(question)):
-        if t in corpus.df or len(t) < 4:
-            out.append(t)
-            continue
-        close = difflib.get_close_matches(t, vocab, n=1, cutoff=0.8)
-        out.append(close[0] if close else t)
-    return out
-
-
-def candidates(contexts: list[RetrievedContext]) -> list[Candidate]:
+def candidates(contexts: list[RetrievedContext], corpus: Corpus, qvec: Any) -> list[Candidate]:
+    """Every sentence of the retrieved chunks (once), with its similarity to the question."""
     seen: set[tuple[str, int]] = set()
     out: list[Candidate] = []
+    sents = corpus.sentences
     for rank, ctx in enumerate(contexts):
-        for s, e in split_sentences(ctx.text):
-            key = (ctx.source, ctx.start + s)
-            if key in seen:
+        rows = sents.within(ctx.source, ctx.start, ctx.end) if len(sents) else []
+        spans = [(int(sents.start[r]), int(sents.end[r])) for r in rows]
+        if not spans:  # no stored sentences (an index being rebuilt): split the chunk, no vectors
+            spans = [(ctx.start + s, ctx.start + e) for s, e in text.split_sentences(ctx.text)]
+            rows = [-1] * len(spans)
+        for (s, e), row in zip(spans, rows):
+            if (ctx.source, s) in seen:
                 continue
-            seen.add(key)
-            text = ctx.text[s:e]
-            out.append(Candidate(ctx, rank, ctx.start + s, ctx.start + e, text, set(terms(text))))
+            seen.add((ctx.source, s))
+            t = ctx.text[s - ctx.start : e - ctx.start]
+            c = Candidate(ctx, rank, s, e, t, set(text.terms(t)))
+            if row >= 0 and qvec is not None:
+                c.vector = sents.vectors[row].astype(np.float32)
+                c.cos = float(c.vector @ qvec)
+            else:
+                c.cos = float(ctx.dense_score or 0.0)
+            out.append(c)
     return out
-
-
-_WORD_NUMBERS = {
-    "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
-    "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "twenty": "20",
-    "hundred": "100", "thousand": "1000", "half": "0.5",
-}
-
-
-_TOKEN = re.compile(r"\d[\d,.]*\d|\d|[^\W\d_]+", re.UNICODE)
-
-
-def _numbers(text: str, near: set[str] | None = None, window: int = 5) -> set[str]:
-    """Numeric values in a sentence (digits and number words), years excluded.
-
-    With ``near`` (stemmed question terms), only numbers within ``window`` words of one of them
-    count: "12,000 North Korean troops" does, "the two nations" does not.
-    """
-    tokens = _TOKEN.findall(text)
-    values: list[tuple[int, str]] = []
-    for i, tok in enumerate(tokens):
-        low = tok.lower()
-        value = low.replace(",", "").rstrip(".") if low[0].isdigit() else _WORD_NUMBERS.get(low, "")
-        if value and not re.fullmatch(r"(?:19|20)\d\d", value):
-            values.append((i, value))
-    if near is None or not values:
-        return {v for _, v in values}
-    words = [t.lower() for t in tokens]
-    idx = [j for j, w in enumerate(words) if not w[0].isdigit() and w not in STOPWORDS]
-    by_pos: list[set[str]] = [set() for _ in tokens]
-    for j, stem in zip(idx, stem_words([words[j] for j in idx])):
-        by_pos[j] = {stem}
-    return {v for i, v in values
-            if any(by_pos[j] & near for j in range(max(0, i - window), min(len(tokens), i + window + 1)))}
 
 
 def near_terms(q_terms: list[str], corpus: Corpus) -> set[str]:
@@ -138,37 +113,57 @@ def near_terms(q_terms: list[str], corpus: Corpus) -> set[str]:
     return out
 
 
-def evidence(question: str, contexts: list[RetrievedContext], corpus: Corpus) -> tuple[list[Candidate], float]:
-    """Score every retrieved sentence; return them best first with the overall evidence score."""
-    q_terms = _resolve_terms(question, corpus)
-    if not q_terms or not contexts:
-        return [], 0.0
+@dataclass
+class Scored:
+    """The candidates of one question, scored; what the selector and the eval's fitting share."""
+
+    question: str
+    kind: str
+    cands: list[Candidate]
+    unknown: list[str]
+    near: set[str]
+
+
+def score(question: str, evidence: Evidence, model: selector.Model | None = None) -> Scored:
+    """Score every retrieved sentence for the question (best first)."""
+    corpus = evidence.corpus
+    model = model or selector.load()
+    q_terms = list(dict.fromkeys(text.terms(question)))
+    unknown = text.unknown_terms(question, corpus.words, corpus.df)
+    kind = text.question_kind(question)
+    near = near_terms(q_terms, corpus)
+    cands = candidates(evidence.contexts, corpus, evidence.query_vector)
+    if not cands:
+        return Scored(question, kind, [], unknown, near)
     weights = {t: corpus.idf(t) for t in q_terms}
     total = sum(weights.values()) or 1.0
     variants = {t: corpus.variants(t) for t in q_terms}
-    near = near_terms(q_terms, corpus)
-    kind = question_kind(question)
-    cands = candidates(contexts)
+    oov = sum(w for t, w in weights.items() if t not in corpus.df) / total
+    article_terms: dict[str, set[str]] = {}
+    cons = text.constraints(question)
     for c in cands:
         c.coverage = sum(w for t, w in weights.items() if variants[t] & c.terms) / total
-        dense = c.ctx.dense_score or 0.0
-        c.score = (
-            c.coverage
-            + (0.15 if _kind_match(kind, c.text, near) else 0.0)
-            + 0.2 * dense
-            - 0.01 * c.rank
-            - (0.1 if len(c.text) < 25 else 0.0)
-            - (0.4 if c.text.rstrip().endswith("?") else 0.0)  # headings that ask, not answer
-        )
-    cands.sort(key=lambda c: -c.score)
-    if not cands:
-        return [], 0.0
-    best = cands[0]
-    top_dense = max((c.dense_score or 0.0) for c in contexts)
-    confidence = 0.65 * best.coverage + 0.35 * max(top_dense, 0.0)
-    if kind != "other" and not _kind_match(kind, best.text, near):
-        confidence *= 0.85
-    return cands, round(min(confidence, 1.0), 4)
+        c.kind_any = kind != "other" and text.kind_match(kind, c.text)
+        c.kind_ok = c.kind_any and text.kind_match(kind, c.text, near)
+        if cons:
+            c.violations = text.violations(cons, c.text, corpus.article_text(c.ctx.source))
+        if c.text.rstrip().endswith("?"):  # a heading that asks, never an answer
+            c.violations.append("a question, not an answer")
+    top_cos = max(c.cos for c in cands)
+    top_dense = max((ctx.dense_score or 0.0) for ctx in evidence.contexts)
+    top_cov = max(c.coverage for c in cands)
+    for c in cands:
+        src = c.ctx.source
+        if src not in article_terms:
+            article_terms[src] = set(text.terms(corpus.article_text(src)))
+        art_cov = sum(w for t, w in weights.items() if variants[t] & article_terms[src]) / total
+        c.features = selector.features(c.cos, c.coverage, c.kind_any, c.kind_ok, kind, c.rank, c.text, top_cos,
+                                       top_cov, oov, art_cov, c.ctx.dense_score or 0.0, top_dense)
+        c.p = -1.0 if c.violations else model.predict(c.features)
+        c.confidence = 0.0 if c.violations else selector.confidence(
+            c.cos, c.coverage, top_dense, kind != "other" and not c.kind_any, oov)
+    cands.sort(key=lambda c: -c.p)
+    return Scored(question, kind, cands, unknown, near)
 
 
 def _near_duplicate(a: Candidate, chosen: list[Candidate]) -> bool:
@@ -180,34 +175,33 @@ def _near_duplicate(a: Candidate, chosen: list[Candidate]) -> bool:
     return False
 
 
-def select(cands: list[Candidate], question: str, corpus: Corpus, max_sentences: int = 3) -> tuple[
-        list[Candidate], bool]:
-    """The sentences to answer with, and whether they disagree across articles."""
-    if not cands:
+def select(sc: Scored, threshold: float, max_sentences: int = 3) -> tuple[list[Candidate], bool]:
+    """The sentences to answer with (none: refuse), and whether they disagree across articles."""
+    if sc.unknown or not sc.cands or sc.cands[0].violations or sc.cands[0].confidence < threshold:
         return [], False
-    best = cands[0]
+    best = sc.cands[0]
     chosen = [best]
-    kind = question_kind(question)
-    near = near_terms(_resolve_terms(question, corpus), corpus)
-    for c in cands[1:]:
-        if len(chosen) >= max_sentences:
+    for c in sc.cands[1:]:
+        if len(chosen) >= max_sentences or c.violations:
             break
+        if c.confidence < threshold:
+            continue
         if c.text.rstrip().endswith("?"):
             continue
         if all(c.ctx.source != o.ctx.source for o in chosen):
             # a second article may corroborate or disagree: a lower bar, on coverage alone
             if c.coverage < max(0.4, 0.45 * best.coverage):
                 continue
-        elif c.score < 0.75 * best.score or c.coverage < 0.75 * best.coverage:
+        elif c.coverage < 0.75 * best.coverage or c.p < 0.5 * best.p:
             continue
         if _near_duplicate(c, chosen):
             continue
-        if kind in ("number", "date") and not _kind_match(kind, c.text, near):
+        if sc.kind in ("number", "date") and not c.kind_any:
             continue
         chosen.append(c)
     conflict = False
-    if kind == "number":
-        nums = [(c.ctx.source, _numbers(c.text, near)) for c in chosen]
+    if sc.kind == "number":
+        nums = [(c.ctx.source, text.numbers(c.text, sc.near)) for c in chosen]
         for i, (src_a, na) in enumerate(nums):
             for src_b, nb in nums[i + 1 :]:
                 if src_a != src_b and na and nb and not (na & nb):
@@ -218,7 +212,7 @@ def select(cands: list[Candidate], question: str, corpus: Corpus, max_sentences:
 def _with_caveat(c: Candidate) -> tuple[int, int, str]:
     """Extend a sentence by an immediately following 'could not be verified' caveat."""
     rest = c.ctx.text[c.end - c.ctx.start :]
-    for s, e in split_sentences(rest)[:1]:
+    for s, e in text.split_sentences(rest)[:1]:
         nxt = rest[s:e]
         if _CAVEAT.search(nxt) and len(nxt) < 160:
             end = c.end + e
@@ -226,33 +220,123 @@ def _with_caveat(c: Candidate) -> tuple[int, int, str]:
     return c.start, c.end, c.text
 
 
-def compose(question: str, contexts: list[RetrievedContext], corpus: Corpus, threshold: float) -> Answer:
-    cands, confidence = evidence(question, contexts, corpus)
-    if not cands or confidence < threshold:
-        return Answer(
-            question=question, text=ABSTAIN_TEXT, abstained=True, confidence=confidence, contexts=contexts
-        )
-    chosen, conflict = select(cands, question, corpus)
+def _label(c: Candidate) -> str:
+    """How an answer names a source: its title and date, never a file name."""
+    title = " ".join(c.ctx.title.split()) or "an article"
+    if len(title) > 70:
+        title = title[:70].rsplit(" ", 1)[0] + "…"
+    return f"“{title}”" + (f" ({c.ctx.date})" if c.ctx.date else "")
+
+
+def _cite(chosen: list[Candidate], caveats: bool = True) -> tuple[list[Citation], list[str]]:
     citations: list[Citation] = []
     parts: list[str] = []
     for n, c in enumerate(chosen, start=1):
-        start, end, quote = _with_caveat(c)
-        citations.append(
-            Citation(source=c.ctx.source, quote=quote, start=start, end=end, title=c.ctx.title, score=c.ctx.score)
-        )
+        start, end, quote = _with_caveat(c) if caveats else (c.start, c.end, c.text)
+        citations.append(Citation(source=c.ctx.source, quote=quote, start=start, end=end, title=c.ctx.title,
+                                  date=c.ctx.date, score=c.ctx.score))
         # every sentence of the quote carries the marker (a kept caveat is a sentence of its own)
-        sentence = " ".join(f"{quote[s:e]} [{n}]" for s, e in split_sentences(quote))
-        if conflict:
-            sentence = f"{c.ctx.source} ({c.ctx.title[:60]}): {sentence}"
-        parts.append(" ".join(sentence.split()))
+        parts.append(" ".join(" ".join(f"{quote[s:e]} [{n}]" for s, e in text.split_sentences(quote)).split()))
+    return citations, parts
+
+
+def refusal(question: str, sc: Scored | None, evidence: Evidence, confidence: float = 0.0) -> Answer:
+    notes = []
+    if sc is not None and sc.unknown:
+        notes.append("The articles never mention " + ", ".join(f"“{w}”" for w in sc.unknown) + ".")
+    elif sc is not None and sc.cands and all(c.violations for c in sc.cands[:3]) and sc.cands[0].violations:
+        notes.append("The closest sentences do not match the question's " + sc.cands[0].violations[0] + ".")
+    return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, confidence=round(confidence, 4),
+                  contexts=evidence.contexts, notes=notes)
+
+
+def compose(question: str, evidence: Evidence, threshold: float, model: selector.Model | None = None) -> Answer:
+    """The offline answer to one question."""
+    if text.is_broad(question):
+        return overview(question, evidence)
+    sc = score(question, evidence, model)
+    chosen, conflict = select(sc, threshold)
+    confidence = sc.cands[0].confidence if sc.cands else 0.0
+    if not chosen:
+        return refusal(question, sc, evidence, confidence)
+    citations, parts = _cite(chosen)
     if conflict:
+        parts = [f"{_label(c)}: {p}" for c, p in zip(chosen, parts)]
         markers = " ".join(f"[{n}]" for n in range(1, len(citations) + 1))
         parts.insert(0, f"The articles give different figures on this {markers}.")
-    return Answer(
-        question=question,
-        text=" ".join(parts),
-        citations=citations,
-        conflict=conflict,
-        confidence=confidence,
-        contexts=contexts,
-    )
+    return Answer(question=question, text=" ".join(parts), citations=citations, conflict=conflict,
+                  confidence=round(confidence, 4), contexts=evidence.contexts)
+
+
+def overview(question: str, evidence: Evidence, max_sentences: int = 5, min_cos: float = 0.35) -> Answer:
+    """3–5 central sentences on the question's topic from different articles, without repeats (MMR over
+    the sentence vectors), each cited, in article-date order where dates are known."""
+    corpus = evidence.corpus
+    topic = text.topic_of(question)
+    unknown = text.unknown_terms(topic, corpus.words, corpus.df)
+    sc = Scored(question, "other", [], unknown, set())
+    contexts = evidence.retrieve(topic, 12) if evidence.retrieve is not None else evidence.contexts
+    if unknown or not contexts:
+        return refusal(question, sc, evidence)
+    qvec = evidence.embed(topic) if evidence.embed is not None else evidence.query_vector
+    t_terms = list(dict.fromkeys(text.terms(topic)))
+    weights = {t: corpus.idf(t) for t in t_terms}
+    total = sum(weights.values()) or 1.0
+    variants = {t: corpus.variants(t) for t in t_terms}
+    cons = text.constraints(topic)
+    cands = []
+    for c in candidates(contexts, corpus, qvec):
+        if (c.vector is None or len(c.text) < 40 or c.text.rstrip().endswith("?") or _BOILERPLATE.match(c.text)
+                or c.text.strip() == c.ctx.title.strip()):
+            continue
+        if cons and text.violations(cons, c.text, corpus.article_text(c.ctx.source)):
+            continue
+        c.coverage = sum(w for t, w in weights.items() if variants[t] & c.terms) / total
+        if c.coverage >= 0.5 or c.cos >= 0.5:  # about the topic, by its words or its meaning
+            cands.append(c)
+    if not cands or max(c.cos for c in cands) < min_cos:
+        return refusal(question, sc, evidence, max((c.cos for c in cands), default=0.0))
+    vecs = np.stack([c.vector for c in cands])
+    relevance = np.array([0.7 * c.cos + 0.3 * c.coverage for c in cands])
+    chosen: list[int] = []
+    while len(chosen) < max_sentences:
+        best, best_val = -1, -1e9
+        used_sources = {cands[i].ctx.source for i in chosen}
+        all_used = {c.ctx.source for c in cands} <= used_sources
+        for i, c in enumerate(cands):
+            if i in chosen or (c.ctx.source in used_sources and not all_used):
+                continue
+            redundancy = max((float(vecs[i] @ vecs[j]) for j in chosen), default=0.0)
+            if redundancy > 0.8:
+                continue
+            val = 0.7 * float(relevance[i]) - 0.3 * redundancy
+            if val > best_val:
+                best, best_val = i, val
+        if best < 0:
+            break
+        chosen.append(best)
+    picked = sorted((cands[i] for i in chosen), key=lambda c: (c.ctx.date or "9999", c.ctx.source, c.start))
+    citations, parts = _cite(picked, caveats=False)
+    return Answer(question=question, text=" ".join(parts), citations=citations,
+                  confidence=round(float(max(relevance[i] for i in chosen)), 4), contexts=contexts,
+                  notes=[f"An overview of what the articles report on {topic}: the most central sentences from "
+                         "different articles."])
+
+
+class OfflineAnswerer:
+    """Extractive answers from the articles' own sentences; no LLM."""
+
+    name = "offline"
+
+    def __init__(self, threshold: float | None = None) -> None:
+        self.model = selector.load()
+        self.threshold = self.model.threshold if threshold is None else threshold
+
+    def answer(self, question: str, evidence: Evidence) -> Answer:
+        return compose(question, evidence, self.threshold, self.model)
+
+    def stream(self, question: str, query: str, evidence: Evidence) -> Iterator[str | Answer]:
+        answer = self.answer(query, evidence)
+        answer.question = question
+        yield from re.findall(r"\S+\s*", answer.text)
+        yield answer

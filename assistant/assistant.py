@@ -10,14 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .answer import compose, evidence
+from .answer import Answerer, Evidence, OfflineAnswerer
 from .embed import OnnxEmbedder
 from .errors import IndexUnavailableError, LLMError, QuestionError
 from .index import Index, wipe_local_index
-from .llm import LLMClient, load_prompt, messages_for, pack_sources, verified_answer
-from .retrieve import STOPWORDS, Corpus, HybridRetriever, open_corpus
+from .llm import LLMAnswerer, LLMClient, load_prompt
+from .retrieve import Corpus, HybridRetriever, open_corpus
 from .schema import Answer, RetrievedContext, SyncReport
 from .settings import Settings
+from .text import STOPWORDS
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class Assistant:
         self._retriever: HybridRetriever | None = None
         self._revision = ""
         self._llm: LLMClient | None = None
+        offline = OfflineAnswerer(self.settings.abstain_threshold)
+        self.answerer: Answerer = LLMAnswerer(self.settings, offline) if self.settings.use_llm() else offline
         self.last_sync: SyncReport | None = None
         self.last_sync_at: float | None = None
 
@@ -92,6 +95,7 @@ class Assistant:
                 if self.settings.chroma_host:
                     idx = Index(self.settings, self.embedder)
                     idx.client.delete_collection(self.settings.collection_name())
+                    idx.client.delete_collection(self.settings.sentence_collection_name())
                 else:
                     wipe_local_index(self.settings)
             report = self.index.sync(Path(self.settings.docs_dir))
@@ -145,7 +149,7 @@ class Assistant:
             return f"LLM {self.settings.llm_model} at {self.settings.llm_base_url or 'OpenAI'}"
         return "offline (no LLM)"
 
-    def _retrieve(self, question: str) -> tuple[str, str, list[RetrievedContext], dict[str, float]]:
+    def _retrieve(self, question: str) -> tuple[str, str, Evidence, dict[str, float]]:
         t0 = time.perf_counter()
         q = clean_question(question, self.settings.max_question_chars)
         retriever = self._ready()
@@ -153,10 +157,12 @@ class Assistant:
         query = retriever.corpus.correct(q)
         try:
             contexts = retriever.retrieve(query)
+            evidence = Evidence(contexts, retriever.corpus, retriever.query_vector(query), retriever.retrieve,
+                                retriever.query_vector)
         except Exception as exc:
             raise self._index_failure(exc) from None
         t2 = time.perf_counter()
-        return q, query, contexts, {"prepare": t1 - t0, "retrieve": t2 - t1}
+        return q, query, evidence, {"prepare": t1 - t0, "retrieve": t2 - t1}
 
     def _index_failure(self, exc: Exception) -> IndexUnavailableError:
         s = self.settings
@@ -170,68 +176,31 @@ class Assistant:
             "Rebuild it with: assistant ingest --rebuild"
         )
 
-    def _offline(self, q: str, query: str, contexts: list[RetrievedContext]) -> Answer:
-        answer = compose(query, contexts, self._ready().corpus, self.settings.abstain_threshold)
-        answer.question = q
-        return answer
-
-    def _fallback(self, q: str, query: str, contexts: list[RetrievedContext], exc: LLMError) -> Answer:
-        if not self.settings.llm_fallback_offline:
-            raise exc
-        log.warning("LLM failed, answering offline: %s", exc)
-        answer = self._offline(q, query, contexts)
-        answer.notes.append(f"{exc} This answer comes from the offline answerer instead.")
-        return answer
-
     def ask(self, question: str) -> Answer:
         """Answer a question from the articles, citing every sentence."""
-        q, query, contexts, timings = self._retrieve(question)
-        t0 = time.perf_counter()
-        if self.settings.use_llm():
-            llm = self.llm
-            sources, packed = pack_sources(query, contexts, self.settings)
-            try:
-                reply = llm.complete(messages_for(query, sources))
-                timings["generate"] = time.perf_counter() - t0
-                answer = verified_answer(q, reply, packed, self.settings)
-                answer.contexts = contexts
-            except LLMError as exc:
-                answer = self._fallback(q, query, contexts, exc)
-        else:
-            answer = self._offline(q, query, contexts)
-        timings["answer"] = time.perf_counter() - t0
-        timings["total"] = sum(v for k, v in timings.items() if k not in ("generate",))
-        answer.timings = timings
-        if answer.confidence == 0.0 and contexts:
-            answer.confidence = evidence(query, contexts, self._ready().corpus)[1]
+        answer: Answer | None = None
+        for item in self.stream(question):
+            if isinstance(item, Answer):
+                answer = item
+        assert answer is not None
         return answer
 
     def stream(self, question: str) -> Iterator[str | Answer]:
-        """Yield the answer text as it arrives, then the verified Answer as the last item."""
-        q, query, contexts, timings = self._retrieve(question)
+        """Yield the answer text as it arrives, then the verified Answer as the last item.
+
+        The one answer path: ``ask`` and ``chat`` go through it too."""
+        q, query, evidence, timings = self._retrieve(question)
         t0 = time.perf_counter()
-        if not self.settings.use_llm():
-            answer = self._offline(q, query, contexts)
-            yield from re.findall(r"\S+\s*", answer.text)
-        else:
-            llm = self.llm
-            sources, packed = pack_sources(query, contexts, self.settings)
-            parts: list[str] = []
-            try:
-                for piece in llm.stream(messages_for(query, sources)):
-                    if not parts:
-                        timings["first_token"] = time.perf_counter() - t0
-                    parts.append(piece)
-                    yield piece
-                timings["generate"] = time.perf_counter() - t0
-                answer = verified_answer(q, "".join(parts), packed, self.settings)
-                answer.contexts = contexts
-            except LLMError as exc:
-                answer = self._fallback(q, query, contexts, exc)
-                yield ("\n" if parts else "") + answer.text
+        answer: Answer | None = None
+        for item in self.answerer.stream(q, query, evidence):
+            if isinstance(item, Answer):
+                answer = item
+            else:
+                yield item
+        assert answer is not None
         timings["answer"] = time.perf_counter() - t0
         timings["total"] = timings["prepare"] + timings["retrieve"] + timings["answer"]
-        answer.timings = timings
+        answer.timings = {**answer.timings, **timings}
         yield answer
 
     def rewrite(self, messages: list[dict[str, str]]) -> str:

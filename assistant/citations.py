@@ -10,16 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .ingest import split_sentences
-from .retrieve import terms
 from .schema import Citation, RetrievedContext, SentenceCheck
+from .text import digit_numbers, names, split_sentences, terms
 
 MAX_RANGE = 20
 _GROUP = re.compile(r"\[\s*([0-9]+(?:\s*(?:[-–,;]|and)\s*[0-9]+)*)\s*\]")
 _CLUSTER = r"(?:\s*\[\s*[0-9]+(?:\s*(?:[-–,;]|and)\s*[0-9]+)*\s*\])+"
 _MOVE = re.compile(rf"([.!?…])({_CLUSTER})")
-_NUM = re.compile(r"\d[\d,.]*\d|\d")
-_NAME = re.compile(r"\b[A-Z][a-zA-Z’'-]+\b")
 _SUPPORT_MIN = 0.5
 ATTRIBUTE_MIN = 0.7
 
@@ -61,29 +58,8 @@ def split_answer_sentences(text: str) -> list[tuple[str, list[int]]]:
     return out
 
 
-def _numbers(text: str) -> set[str]:
-    return {n.replace(",", "").rstrip(".") for n in _NUM.findall(text)}
-
-
-_OPENERS = frozenset(
-    """
-    however meanwhile according despite although while after before since during earlier later today
-    yesterday overall instead still also yet thus therefore moreover furthermore additionally finally
-    first second third then now here there this these those that it its they he she we i you our their
-    his her in on at as by for from with of to and but or so if when where who what which why how a an
-    the some many most more several both each all no not one two three russian ukrainian sources source
-    articles article answer
-    """.split()
-)
-
-
-def _names(text: str, first_word: bool = False) -> set[str]:
-    """Capitalised words: names the answer states. A sentence's first word counts unless it is a
-    common opener ("However", "The", "According")."""
-    words = _NAME.findall(text)
-    if not first_word and words and text.lstrip().startswith(words[0]) and words[0].lower() in _OPENERS:
-        words = words[1:]
-    return {w.lower().strip("’'") for w in words}
+_numbers = digit_numbers
+_names = names
 
 
 @dataclass

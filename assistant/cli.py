@@ -138,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="eval/results", help="folder for results.json and report.md")
     s.add_argument("--questions", default=None, help="question file (default eval/questions.jsonl)")
     s.add_argument("--limit", type=int, default=None, help="only the first N questions")
-    s.add_argument("--calibrate", action="store_true", help="sweep the abstention threshold and stop")
+    s.add_argument("--corpus", default=None, help="only this corpus of eval/config.json (default: all)")
+    s.add_argument("--fit", action="store_true",
+                   help="cross-validate and refit the answer selector (writes assistant/selector.json)")
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("serve", help="start the chat page")

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .answer import question_kind
+from . import selector
 from .assistant import Assistant
 from .citations import split_answer_sentences
 from .errors import AssistantError
 from .ingest import read_text
-from .retrieve import terms
 from .schema import Answer
 from .settings import REPO_ROOT
+from .text import question_kind, terms
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class Scored:
     fact_sentences: int = 0
     fact_sentences_cited: int = 0
     citations_supporting: int = 0
+    seconds: float = 0.0
     rank: int | None = None  # first rank (1-based) of a supporting file, ours
     baseline_rank: int | None = None
     conflict_ok: bool | None = None
@@ -94,6 +95,19 @@ def score(q: dict[str, Any], answer: Answer | None, docs_dir: Path, error: str =
         sc.correct = answer.abstained
         if not answer.abstained:
             sc.reasons.append("answered a question the articles do not answer")
+    elif q.get("min_sources") is not None:  # a broad question: an overview from several articles
+        sources = {c.source for c in answer.citations}
+        missing = [facts for facts in q["required"] if not any_match(facts, text)]
+        if answer.abstained:
+            sc.reasons.append("abstained on a broad question")
+        if len(sources) < q["min_sources"]:
+            sc.reasons.append(f"overview cites {len(sources)} articles, expected at least {q['min_sources']}")
+        if len(answer.citations) < 2:
+            sc.reasons.append("an overview needs at least two cited sentences")
+        if missing:
+            sc.reasons.append("missing: " + "; ".join(" | ".join(f) for f in missing))
+        sc.correct = not answer.abstained and len(sources) >= q["min_sources"] and len(answer.citations) >= 2 \
+            and not missing
     else:
         if answer.abstained:
             sc.reasons.append("abstained on an answerable question")
@@ -186,18 +200,24 @@ def summarize(scored: list[Scored]) -> dict[str, Any]:
     return m
 
 
+CATEGORY_METRICS = ("answer_accuracy", "false_refusal_rate", "refusal_recall", "citation_validity",
+                    "citation_recall", "citation_precision")
+
+
 def per_category(scored: list[Scored]) -> dict[str, dict[str, Any]]:
+    """Per category: accuracy over all its questions, the answer/refusal/citation metrics, latency."""
     groups: dict[str, list[Scored]] = defaultdict(list)
     for s in scored:
         groups[s.question["category"]].append(s)
-    return {
-        cat: {
-            "n": len(items),
-            "correct": sum(s.correct for s in items),
-            "accuracy": _ratio(sum(s.correct for s in items), len(items)),
-        }
-        for cat, items in sorted(groups.items())
-    }
+    out = {}
+    for cat, items in sorted(groups.items()):
+        m = summarize(items)
+        row: dict[str, Any] = {"n": len(items), "correct": sum(s.correct for s in items),
+                               "accuracy": _ratio(sum(s.correct for s in items), len(items))}
+        row.update({k: m[k] for k in CATEGORY_METRICS})
+        row["latency_p50_ms"] = round(1000 * statistics.median(s.seconds for s in items), 1)
+        out[cat] = row
+    return out
 
 
 def check(metrics: dict[str, Any], thresholds: dict[str, dict[str, float]]) -> list[str]:
@@ -228,6 +248,7 @@ def run(kb: Assistant, questions: list[dict[str, Any]]) -> tuple[list[Scored], d
             error = str(exc)
         latencies.append(time.perf_counter() - t0)
         s = score(q, answer, docs_dir, error)
+        s.seconds = latencies[-1]
         support = {x["source"] for x in q["support"]}
         if q["answerable"] and support:
             ours = [c.source for c in retriever.retrieve(q["question"], k=max(K_VALUES))]
@@ -257,9 +278,15 @@ def report_markdown(metrics: dict[str, Any], cats: dict[str, Any], scored: list[
         lines.append(f"| {name} | {_fmt(v)} | {t} |")
     lines += ["", "Retrieval: `ours` is hybrid dense+BM25 with RRF; `baseline_dense` is a plain LlamaIndex",
               "VectorStoreIndex retriever over the same Chroma collection and embeddings.", ""]
-    lines += ["## Per category", "", "| category | n | correct | accuracy |", "| --- | --- | --- | --- |"]
+    lines += ["## Per category", "", "accuracy counts every question of the category (answered right or rightly "
+              "refused); false refusals are over its answerable questions, refusal recall over its unanswerable "
+              "ones.", "", "| category | n | correct | accuracy | false refusals | refusal recall | citation "
+              "validity | citation recall | citation precision | p50 ms |", "|" + " --- |" * 10]
     for cat, row in cats.items():
-        lines.append(f"| {cat} | {row['n']} | {row['correct']} | {_fmt(row['accuracy'])} |")
+        lines.append(f"| {cat} | {row['n']} | {row['correct']} | {_fmt(row['accuracy'])} | "
+                     f"{_fmt(row['false_refusal_rate'])} | {_fmt(row['refusal_recall'])} | "
+                     f"{_fmt(row['citation_validity'])} | {_fmt(row['citation_recall'])} | "
+                     f"{_fmt(row['citation_precision'])} | {_fmt(row['latency_p50_ms'])} |")
     bad = [s for s in scored if not s.correct or s.reasons]
     lines += ["", f"## Failures and warnings ({len(bad)})", ""]
     for s in bad:
@@ -279,91 +306,131 @@ def report_markdown(metrics: dict[str, Any], cats: dict[str, Any], scored: list[
     return "\n".join(lines) + "\n"
 
 
+def corpora(config: dict[str, Any], args: Any) -> dict[str, dict[str, Path]]:
+    """The corpora to evaluate: every one in eval/config.json, one of them (--corpus), or a folder and
+    question file of your own (--docs with --questions)."""
+    if getattr(args, "questions", None):
+        docs = Path(args.docs) if getattr(args, "docs", None) else REPO_ROOT / "seeds"
+        return {"custom": {"docs": docs, "questions": Path(args.questions)}}
+    out = {name: {"docs": REPO_ROOT / spec["docs"], "questions": REPO_ROOT / spec["questions"]}
+           for name, spec in config["corpora"].items()}
+    if getattr(args, "corpus", None):
+        if args.corpus not in out:
+            raise AssistantError(f"Unknown corpus {args.corpus!r}; the eval has: {', '.join(out)}.")
+        out = {args.corpus: out[args.corpus]}
+    return out
+
+
+def _assistant(name: str, spec: dict[str, Path], args: Any, answerer: str) -> Assistant:
+    index = Path(args.index) / name if getattr(args, "index", None) else None
+    kb = Assistant(docs_dir=spec["docs"], index_dir=index, answerer=answerer)
+    kb.sync()
+    return kb
+
+
 def run_cli(args: Any) -> int:
-    """`assistant eval`: write results.json + report.md, exit 1 when the gate fails."""
+    """`assistant eval`: per corpus results.json + report.md, exit 1 when a gate fails."""
     import sys
 
     answerer = args.answerer
-    kb = Assistant(docs_dir=args.docs, index_dir=args.index, answerer=answerer)
-    kb.sync()
-    questions = load_questions(Path(args.questions) if args.questions else None)
-    if args.limit:
-        questions = questions[: args.limit]
-    if getattr(args, "calibrate", False):
-        sweep = calibrate(kb, questions)
-        floor = load_config().get("calibration", {}).get("min_refusal_recall", 0.0)
-        eligible = [r for r in sweep if r["refusal_recall"] >= floor] or sweep
-        best = max(eligible, key=lambda r: (r["overall_accuracy"], -r["false_refusal_rate"]))
-        for r in sweep[::2]:
-            sys.stdout.write(f"{r['threshold']:.2f}  acc={r['overall_accuracy']:.3f}  refusal_recall="
-                             f"{r['refusal_recall']:.3f}  false_refusal={r['false_refusal_rate']:.3f}\n")
-        sys.stdout.write(f"best threshold: {best['threshold']:.2f} ({best})\n")
-        return 0
     config = load_config()
-    thresholds = config["thresholds"][answerer]
-    t0 = time.perf_counter()
-    scored, metrics = run(kb, questions)
-    metrics["seconds"] = round(time.perf_counter() - t0, 1)
-    cats = per_category(scored)
-    failures = check(metrics, thresholds)
+    if getattr(args, "fit", False):
+        return fit_cli(args, config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {
-        "answerer": answerer,
-        "metrics": metrics,
-        "thresholds": thresholds,
-        "failures": failures,
-        "per_category": cats,
-        "questions": [
-            {
-                "id": s.question["id"], "category": s.question["category"], "question": s.question["question"],
-                "correct": s.correct, "reasons": s.reasons, "rank": s.rank, "baseline_rank": s.baseline_rank,
-                "answer": s.answer.model_dump(exclude={"contexts"}) if s.answer else None, "error": s.error,
-            }
-            for s in scored
-        ],
-    }
-    (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
-    (out / "report.md").write_text(
-        report_markdown(metrics, cats, scored, failures, thresholds, answerer), encoding="utf-8"
-    )
-    sys.stdout.write(
-        "\n".join(f"{k:>24}: {_fmt(v)}" for k, v in metrics.items())
-        + f"\nreport: {out / 'report.md'}\n"
-        + ("gate: PASS\n" if not failures else "gate: FAIL\n  " + "\n  ".join(failures) + "\n")
-    )
-    return 1 if failures else 0
+    failed = False
+    summary_lines = [f"# Eval — answerer: {answerer}", "", "| corpus | questions | gate | " + " | ".join(
+        ("answer_accuracy", "false_refusal_rate", "refusal_recall", "citation_validity", "latency_p50_ms")) + " |",
+        "|" + " --- |" * 8]
+    for name, spec in corpora(config, args).items():
+        kb = _assistant(name, spec, args, answerer)
+        questions = load_questions(spec["questions"])
+        if args.limit:
+            questions = questions[: args.limit]
+        thresholds = config["thresholds"][answerer].get(name, {}) if name != "custom" else {}
+        t0 = time.perf_counter()
+        scored, metrics = run(kb, questions)
+        metrics["seconds"] = round(time.perf_counter() - t0, 1)
+        cats = per_category(scored)
+        failures = check(metrics, thresholds)
+        failed = failed or bool(failures)
+        where = out / name
+        where.mkdir(parents=True, exist_ok=True)
+        results = {
+            "corpus": name, "answerer": answerer, "metrics": metrics, "thresholds": thresholds,
+            "failures": failures, "per_category": cats,
+            "questions": [
+                {
+                    "id": s.question["id"], "category": s.question["category"], "question": s.question["question"],
+                    "correct": s.correct, "reasons": s.reasons, "rank": s.rank, "baseline_rank": s.baseline_rank,
+                    "answer": s.answer.model_dump(exclude={"contexts"}) if s.answer else None, "error": s.error,
+                }
+                for s in scored
+            ],
+        }
+        (where / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
+        (where / "report.md").write_text(
+            report_markdown(metrics, cats, scored, failures, thresholds, f"{answerer}, corpus {name}"),
+            encoding="utf-8")
+        summary_lines.append(f"| {name} | {len(questions)} | {'FAIL' if failures else 'PASS'} | " + " | ".join(
+            _fmt(metrics.get(k)) for k in ("answer_accuracy", "false_refusal_rate", "refusal_recall",
+                                            "citation_validity", "latency_p50_ms")) + " |")
+        sys.stdout.write(
+            f"== corpus {name}\n" + "\n".join(f"{k:>24}: {_fmt(v)}" for k, v in metrics.items())
+            + f"\nreport: {where / 'report.md'}\n"
+            + ("gate: PASS\n" if not failures else "gate: FAIL\n  " + "\n  ".join(failures) + "\n")
+        )
+    (out / "report.md").write_text("\n".join(summary_lines) + "\n", encoding="utf-8")
+    return 1 if failed else 0
+
+
+def labelled(kb: Assistant, questions: list[dict[str, Any]], corpus: str) -> list[selector.Question]:
+    """Each question's candidate sentences with their features and labels (1: the sentence holds a required
+    fact and no wrong value), for fitting the selector. Broad questions take the overview path: skipped."""
+    import numpy as np
+
+    from .answer import score as score_candidates
+
+    out = []
+    for q in questions:
+        if q.get("min_sources") is not None:
+            continue
+        _, query, evidence, _ = kb._retrieve(q["question"])
+        sc = score_candidates(query, evidence)
+        facts = q["required"]
+        x = np.array([c.features for c in sc.cands]) if sc.cands else np.zeros((0, len(selector.FEATURES)))
+        y = np.array([bool(q["answerable"]) and any(any_match(f, c.text) for f in facts)
+                      and not any(matches(w, c.text) for w in q["wrong"]) for c in sc.cands], dtype=bool)
+        allowed = np.array([not c.violations for c in sc.cands], dtype=bool)
+        conf = np.array([c.confidence for c in sc.cands])
+        out.append(selector.Question(q["id"], corpus, bool(q["answerable"]), x, y, allowed, bool(sc.unknown), conf))
+    return out
+
+
+def fit_cli(args: Any, config: dict[str, Any]) -> int:
+    """`assistant eval --fit`: cross-validate the selector over every corpus's questions (held-out figures),
+    then fit it on all of them and write assistant/selector.json."""
+    import sys
+
+    data: list[selector.Question] = []
+    for name, spec in corpora(config, args).items():
+        kb = _assistant(name, spec, args, "offline")
+        data += labelled(kb, load_questions(spec["questions"]), name)
+    cv = selector.cross_validate(data)
+    by_corpus = {}
+    for name in sorted({q.corpus for q in data}):  # fit on the other corpora, test on this one
+        train = [q for q in data if q.corpus != name]
+        if train:
+            m = selector.fit_questions(train)
+            by_corpus[name] = selector.summarize([(q, selector.decide(m, q, m.threshold), m.threshold)
+                                                  for q in data if q.corpus == name])[name]
+    model = selector.fit_questions(data)
+    model.report = {"cross_validation_5fold": cv, "train_on_other_corpora": by_corpus,
+                    "questions": len(data), "sentences": int(sum(len(q.x) for q in data))}
+    selector.MODEL_FILE.write_text(model.to_json() + "\n", encoding="utf-8")
+    sys.stdout.write(json.dumps(model.report, indent=2) + f"\nthreshold {model.threshold}\n"
+                     f"wrote {selector.MODEL_FILE}\n")
+    return 0
 
 
 __all__ = ["check", "load_questions", "matches", "question_kind", "run", "score", "summarize"]
-
-
-def calibrate(kb: Assistant, questions: list[dict[str, Any]]) -> list[dict[str, float]]:
-    """Sweep the abstention threshold over the whole question set.
-
-    Answers every question once with abstention off, then for each threshold counts what would
-    be right: answerable questions answered correctly plus unanswerable ones refused.
-    """
-    saved = kb.settings.abstain_threshold
-    kb.settings.abstain_threshold = 0.0
-    docs_dir = Path(kb.settings.docs_dir)
-    rows = []
-    try:
-        for q in questions:
-            a = kb.ask(q["question"])
-            rows.append((a.confidence, bool(q["answerable"]), score(q, a, docs_dir).correct))
-    finally:
-        kb.settings.abstain_threshold = saved
-    n_ans = sum(1 for _, ans, _ in rows if ans) or 1
-    n_un = sum(1 for _, ans, _ in rows if not ans) or 1
-    sweep = []
-    for i in range(0, 81):
-        t = i / 100
-        right = sum((c >= t and ok) if ans else (c < t) for c, ans, ok in rows)
-        sweep.append({
-            "threshold": t,
-            "overall_accuracy": round(right / len(rows), 4),
-            "refusal_recall": round(sum(c < t for c, ans, _ in rows if not ans) / n_un, 4),
-            "false_refusal_rate": round(sum(c < t for c, ans, _ in rows if ans) / n_ans, 4),
-        })
-    return sweep

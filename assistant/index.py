@@ -25,10 +25,12 @@ from .embed import OnnxEmbedder
 from .errors import DocumentsError, IndexUnavailableError
 from .schema import SyncReport
 from .settings import Settings
+from .text import split_sentences
 
 log = logging.getLogger(__name__)
 
 COLLECTION_PREFIX = "articles_"
+SENTENCE_PREFIX = "sentences_"
 _GET_PAGE = 5000
 _WRITE_BATCH = 512  # chunks embedded together: long enough for length-sorted batches to pay off
 _UPSERT_PAGE = 4000
@@ -99,7 +101,7 @@ def sync_lock(settings: Settings) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-_CACHE_FORMAT = 2
+_CACHE_FORMAT = 3
 
 
 def read_cache(path: Path) -> tuple[str, Any]:
@@ -165,6 +167,29 @@ def get_all(collection: Any, include: list[str]) -> Iterator[tuple[str, dict[str
         yield from zip(page["ids"], page["metadatas"], docs)
 
 
+def get_sentences(collection: Any, sources: list[str] | None = None) -> tuple[list[dict[str, Any]], Any]:
+    """Metadata and vectors (float16 matrix) of the stored sentences, all or those of some articles."""
+    import numpy as np
+
+    metas: list[dict[str, Any]] = []
+    vecs: list[Any] = []
+    if sources is None:
+        total = collection.count()
+        for offset in range(0, total, _GET_PAGE):
+            page = collection.get(include=["metadatas", "embeddings"], limit=_GET_PAGE, offset=offset)
+            if page["ids"]:
+                metas.extend(page["metadatas"])
+                vecs.append(np.asarray(page["embeddings"], dtype=np.float16).reshape(len(page["ids"]), -1))
+    else:
+        for b in range(0, len(sources), 100):
+            page = collection.get(where={"source": {"$in": sources[b : b + 100]}},
+                                  include=["metadatas", "embeddings"])
+            if page["ids"]:
+                metas.extend(page["metadatas"])
+                vecs.append(np.asarray(page["embeddings"], dtype=np.float16).reshape(len(page["ids"]), -1))
+    return metas, (np.concatenate(vecs) if vecs else np.zeros((0, 0), dtype=np.float16))
+
+
 class Index:
     """One Chroma collection of article chunks, named after the settings that shape it."""
 
@@ -174,19 +199,20 @@ class Index:
         self._dirty = False
         with sync_lock(settings):  # another process may be creating the same on-disk index right now
             self.client = open_client(settings)
-            self.collection = self._open_collection()
+            self.collection = self._open_collection(settings.collection_name())
+            self.sentences = self._open_collection(settings.sentence_collection_name())
 
-    def _open_collection(self) -> Any:
+    def _open_collection(self, name: str) -> Any:
         settings = self.settings
         try:
             return self.client.get_or_create_collection(
-                name=settings.collection_name(),
+                name=name,
                 metadata={"hnsw:space": "cosine", "embed_model": settings.embed_model},
                 embedding_function=None,
             )
         except Exception as exc:
             raise IndexUnavailableError(
-                f"Cannot open the collection {settings.collection_name()} ({exc}). "
+                f"Cannot open the collection {name} ({exc}). "
                 "Rebuild the index: assistant ingest --rebuild."
             ) from None
 
@@ -236,10 +262,10 @@ class Index:
             yield from zip(page["ids"], page["metadatas"], page["documents"])
 
     def _drop_stale_collections(self) -> None:
-        keep = self.settings.collection_name()
+        keep = {self.settings.collection_name(), self.settings.sentence_collection_name()}
         for col in self.client.list_collections():
             name = col if isinstance(col, str) else col.name
-            if name.startswith(COLLECTION_PREFIX) and name != keep:
+            if name.startswith((COLLECTION_PREFIX, SENTENCE_PREFIX)) and name not in keep:
                 log.info("dropping collection %s built with other settings", name)
                 self.client.delete_collection(name)
 
@@ -316,6 +342,8 @@ class Index:
                 item = self._prepare(doc, reuse_ids, [cid for ids in old_versions.values() for cid in ids])
                 report.chunks_embedded += len(item.missing)
                 report.chunks_reused += len(item.chunks) - len(item.missing)
+                report.sentences_embedded += len(item.s_missing)
+                report.sentences_reused += len(item.spans) - len(item.s_missing)
                 if old_versions:
                     report.updated += 1
                 elif doc.sha256 in gone_shas and not item.missing:
@@ -332,6 +360,7 @@ class Index:
             for src in gone:
                 self._mark_dirty()
                 versions = stored.ids_by_source[src]
+                self.sentences.delete(where={"source": src})
                 self.collection.delete(ids=[cid for ids in versions.values() for cid in ids])
                 if not set(versions) & on_disk_shas:  # else it was renamed, counted above
                     report.removed += 1
@@ -350,7 +379,26 @@ class Index:
         vectors = self._reusable_vectors(reuse_ids) if reuse_ids else {}
         shas = [_text_sha(c.text) for c in chunks]
         missing = [i for i, sha in enumerate(shas) if sha not in vectors]
-        return _Pending(doc, chunks, shas, vectors, missing, old_ids)
+        spans = split_sentences(doc.text)
+        s_shas = [_text_sha(doc.text[a:b]) for a, b in spans]
+        s_vectors, old_sentence_ids = self._reusable_sentence_vectors(doc)
+        s_missing = [i for i, sha in enumerate(s_shas) if sha not in s_vectors]
+        return _Pending(doc, chunks, shas, vectors, missing, old_ids, spans, s_shas, s_vectors, s_missing,
+                        old_sentence_ids)
+
+    def _reusable_sentence_vectors(self, doc: ingest.Document) -> tuple[dict[str, list[float]], list[str]]:
+        """Stored sentence vectors this article can reuse (its earlier versions, or the same bytes under
+        another name) keyed by text sha, and the ids of its earlier versions' sentences."""
+        got = self.sentences.get(
+            where={"$or": [{"source": doc.source}, {"file_sha": doc.sha256}]}, include=["embeddings", "metadatas"]
+        )
+        vectors: dict[str, list[float]] = {}
+        old: list[str] = []
+        for sid, meta, emb in zip(got["ids"], got["metadatas"], got["embeddings"]):
+            vectors[str(meta["text_sha"])] = list(emb)
+            if meta["source"] == doc.source:
+                old.append(sid)
+        return vectors, old
 
     def _flush(self, pending: list[_Pending]) -> None:
         """Embed what a batch of articles lacks in one length-sorted run, write it, then drop stale chunks.
@@ -360,11 +408,17 @@ class Index:
         if not pending:
             return
         self._mark_dirty()
+        # chunks and sentences in one length-sorted run
         texts = [p.chunks[i].text for p in pending for i in p.missing]
+        texts += [p.doc.text[p.spans[i][0] : p.spans[i][1]] for p in pending for i in p.s_missing]
         fresh = iter(self.embedder.embed(texts)) if texts else iter(())
         for p in pending:
             for i in p.missing:
                 p.vectors[p.shas[i]] = next(fresh).tolist()
+        for p in pending:
+            for i in p.s_missing:
+                p.s_vectors[p.s_shas[i]] = next(fresh).tolist()
+        self._write_sentences(pending)
         ids: list[str] = []
         embeddings: list[list[float]] = []
         documents: list[str] = []
@@ -376,7 +430,7 @@ class Index:
                 embeddings.append(p.vectors[sha])
                 documents.append(c.text)
                 metadatas.append({
-                    "source": doc.source, "title": doc.title, "file_sha": doc.sha256, "text_sha": sha,
+                    "source": doc.source, "title": doc.title, "date": doc.date, "file_sha": doc.sha256, "text_sha": sha,
                     "start": c.start, "end": c.end, "chunk": c.index, "n_chunks": len(p.chunks), "tokens": c.tokens,
                 })
         for b in range(0, len(ids), _UPSERT_PAGE):
@@ -389,6 +443,30 @@ class Index:
         if stale:
             self.collection.delete(ids=stale)
 
+    def _write_sentences(self, pending: list[_Pending]) -> None:
+        """Every sentence of the articles with its vector and file offsets: written before the chunks, so a
+        complete chunk set implies its sentences are stored; earlier versions' sentences are dropped after."""
+        ids: list[str] = []
+        embeddings: list[list[float]] = []
+        metadatas: list[dict[str, Any]] = []
+        for p in pending:
+            doc = p.doc
+            prefix = _chunk_id(doc.source, doc.sha256, 0)[:-2]
+            for i, ((a, b), sha) in enumerate(zip(p.spans, p.s_shas)):
+                ids.append(f"{prefix}-s{i}")
+                embeddings.append(p.s_vectors[sha])
+                metadatas.append({"source": doc.source, "file_sha": doc.sha256, "text_sha": sha, "start": a,
+                                  "end": b})
+        for b in range(0, len(ids), _UPSERT_PAGE):
+            self.sentences.upsert(
+                ids=ids[b : b + _UPSERT_PAGE], embeddings=embeddings[b : b + _UPSERT_PAGE],  # type: ignore[arg-type]
+                metadatas=metadatas[b : b + _UPSERT_PAGE],  # type: ignore[arg-type]
+            )
+        new = set(ids)
+        stale = [sid for p in pending for sid in p.old_sentence_ids if sid not in new]
+        if stale:
+            self.sentences.delete(ids=stale)
+
 
 @dataclass
 class _Pending:
@@ -398,3 +476,8 @@ class _Pending:
     vectors: dict[str, list[float]]
     missing: list[int]
     old_ids: list[str]
+    spans: list[tuple[int, int]]
+    s_shas: list[str]
+    s_vectors: dict[str, list[float]]
+    s_missing: list[int]
+    old_sentence_ids: list[str]

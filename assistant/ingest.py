@@ -11,34 +11,14 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from .errors import DocumentsError
+from .text import count_tokens, date_of, encoding, split_sentences
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = {".txt", ".md"}
-ENCODING_NAME = "cl100k_base"
-
-# A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace.
-_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)")
-_ABBREV = re.compile(
-    r"(?:\b(?:[A-Z]\.){1,3}|\b(?:Mr|Mrs|Ms|Dr|St|Gen|Lt|Col|Maj|Capt|Sgt|No|Jr|Sr|vs|etc|approx|"
-    r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Prof|Gov|Rep|Sen)\.)[\"'”’)\]]*$"
-)
-
-
-@lru_cache(maxsize=1)
-def encoding():  # type: ignore[no-untyped-def]
-    """The tiktoken encoding used to count tokens (offline: see assistant/__init__)."""
-    import tiktoken
-
-    return tiktoken.get_encoding(ENCODING_NAME)
-
-
-def count_tokens(text: str) -> int:
-    return len(encoding().encode_ordinary(text))
 
 
 @dataclass(frozen=True)
@@ -48,6 +28,7 @@ class Document:
     text: str
     sha256: str
     title: str
+    date: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,35 +104,8 @@ def load(path: Path, docs_dir: Path, max_bytes: int) -> Document:
         text=text,
         sha256=hashlib.sha256(data).hexdigest(),
         title=title_of(text),
+        date=date_of(text),
     )
-
-
-def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Sentence spans (start, end) within text[start:end], whitespace-trimmed, in order."""
-    end = len(text) if end is None else end
-    spans: list[tuple[int, int]] = []
-    for line in re.finditer(r"[^\n]+", text[start:end]):
-        ls, le = start + line.start(), start + line.end()
-        cur = ls
-        for m in _END.finditer(text, ls, le):
-            cut = m.end()
-            if _ABBREV.search(text, cur, cut):
-                continue
-            nxt = text[cut:le].lstrip()
-            if nxt and nxt[0].islower():
-                continue
-            spans.append((cur, cut))
-            cur = cut
-        spans.append((cur, le))
-    out = []
-    for s, e in spans:
-        seg = text[s:e]
-        lstrip = len(seg) - len(seg.lstrip())
-        rstrip = len(seg) - len(seg.rstrip())
-        s, e = s + lstrip, e - rstrip
-        if e > s:
-            out.append((s, e))
-    return out
 
 
 def _split_word(text: str, s: int, e: int, limit: int) -> list[tuple[int, int]]:

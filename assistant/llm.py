@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-from .answer import ABSTAIN_TEXT
+from .answer import ABSTAIN_TEXT, Evidence, OfflineAnswerer
 from .citations import verify_answer
 from .errors import ConfigError, LLMError
 from .schema import Answer, RetrievedContext
@@ -174,3 +175,48 @@ def verified_answer(question: str, reply: str, contexts: list[RetrievedContext],
         return answer
     answer.text, answer.citations = text, citations
     return answer
+
+
+class LLMAnswerer:
+    """Answers written by an LLM through the openai client, every sentence verified against its sources.
+
+    When the LLM fails and ``llm_fallback_offline`` is on, the offline answerer answers instead and the
+    answer says so.
+    """
+
+    def __init__(self, settings: Settings, offline: OfflineAnswerer | None = None) -> None:
+        self.settings = settings
+        self.name = f"llm:{settings.llm_model}"
+        self.offline = offline or OfflineAnswerer(settings.abstain_threshold)
+        self._client: LLMClient | None = None
+
+    @property
+    def client(self) -> LLMClient:
+        if self._client is None:
+            self._client = LLMClient(self.settings)
+        return self._client
+
+    def stream(self, question: str, query: str, evidence: Evidence) -> Iterator[str | Answer]:
+        t0 = time.perf_counter()
+        sources, packed = pack_sources(query, evidence.contexts, self.settings)
+        parts: list[str] = []
+        timings: dict[str, float] = {}
+        try:
+            for piece in self.client.stream(messages_for(query, sources)):
+                if not parts:
+                    timings["first_token"] = time.perf_counter() - t0
+                parts.append(piece)
+                yield piece
+            timings["generate"] = time.perf_counter() - t0
+            answer = verified_answer(question, "".join(parts), packed, self.settings)
+            answer.contexts = evidence.contexts
+        except LLMError as exc:
+            if not self.settings.llm_fallback_offline:
+                raise
+            log.warning("LLM failed, answering offline: %s", exc)
+            answer = self.offline.answer(query, evidence)
+            answer.question = question
+            answer.notes.append(f"{exc} This answer comes from the offline answerer instead.")
+            yield ("\n" if parts else "") + answer.text
+        answer.timings.update(timings)
+        yield answer

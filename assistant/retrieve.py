@@ -4,50 +4,17 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-import sys
 import time
 from collections import Counter
-from functools import lru_cache
 from typing import Any, NamedTuple
 
 from .embed import OnnxEmbedder, llama_index_embedding
-from .index import Index, get_all, read_cache, write_cache
+from .index import Index, get_all, get_sentences, read_cache, write_cache
 from .schema import RetrievedContext
 from .settings import Settings
+from .text import WORD, correct, terms
 
 log = logging.getLogger(__name__)
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-_STOP_TEXT = """
-a about above after again against all also am an and any are as at be because been before being
-below between both but by can could did do does doing down during each few for from further had has
-have having he her here hers herself him himself his how i if in into is it its itself just me more
-most my myself no nor not now of off on once only or other our ours ourselves out over own same she
-should so some such than that the their theirs them themselves then there these they this those
-through to too under until up very was we were what when where which while who whom why will with
-would you your yours yourself yourselves many much said say says tell told according did does many
-whose
-"""
-STOPWORDS = frozenset(_STOP_TEXT.split())
-
-
-@lru_cache(maxsize=1)
-def _stemmer() -> Any:
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
-
-
-def stem_words(words: list[str]) -> list[str]:
-    return list(_stemmer().stemWords(words)) if words else []
-
-
-def terms(text: str) -> list[str]:
-    """Lower-cased, stemmed content words (stopwords dropped)."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
-    return [sys.intern(t) for t in stem_words(words)]
-
 
 class ChunkRecord(NamedTuple):
     id: str
@@ -56,6 +23,50 @@ class ChunkRecord(NamedTuple):
     text: str
     start: int
     end: int
+    date: str = ""
+
+
+class Sentences:
+    """Every article sentence: file offsets and its MiniLM vector (float16), grouped by article."""
+
+    def __init__(self, metas: list[dict[str, Any]], vectors: Any) -> None:
+        import numpy as np
+
+        order = sorted(range(len(metas)), key=lambda i: (str(metas[i]["source"]), int(metas[i]["start"])))
+        self.source = [str(metas[i]["source"]) for i in order]
+        self.start = np.array([int(metas[i]["start"]) for i in order], dtype=np.int64)
+        self.end = np.array([int(metas[i]["end"]) for i in order], dtype=np.int64)
+        self.vectors = vectors[order] if len(order) else np.zeros((0, 384), dtype=np.float16)
+        self.rows: dict[str, tuple[int, int]] = {}
+        for i, src in enumerate(self.source):
+            a, _ = self.rows.get(src, (i, i))
+            self.rows[src] = (a, i + 1)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def within(self, source: str, start: int, end: int) -> list[int]:
+        """Rows of the sentences of `source` that lie inside [start, end)."""
+        import numpy as np
+
+        a, b = self.rows.get(source, (0, 0))
+        if a == b:
+            return []
+        lo = a + int(np.searchsorted(self.start[a:b], start, side="left"))
+        hi = a + int(np.searchsorted(self.start[a:b], end, side="left"))
+        return [i for i in range(lo, hi) if self.end[i] <= end]
+
+    def replaced(self, sources: set[str], metas: list[dict[str, Any]], vectors: Any) -> Sentences:
+        """A copy without the sentences of `sources`, plus the given ones."""
+        import numpy as np
+
+        keep = [i for i, s in enumerate(self.source) if s not in sources]
+        kept = [{"source": self.source[i], "start": int(self.start[i]), "end": int(self.end[i])} for i in keep]
+        parts = [self.vectors[keep]] if keep else []
+        if len(metas):
+            parts.append(vectors.astype(np.float16))
+        allv = np.concatenate(parts) if parts else np.zeros((0, 384), dtype=np.float16)
+        return Sentences(kept + list(metas), allv)
 
 
 class Corpus:
@@ -75,7 +86,7 @@ class Corpus:
         for toks in self.tokens:
             df.update(set(toks))
         self.df = df
-        self.words = set(_WORD.findall("\n".join(r.text for r in records).lower()))
+        self.words = set(WORD.findall("\n".join(r.text for r in records).lower()))
         self._words_by_initial: dict[str, list[str]] = {}
         for w in sorted(self.words):
             self._words_by_initial.setdefault(w[0], []).append(w)
@@ -87,7 +98,20 @@ class Corpus:
         self.sources = sorted({r.source for r in records})
         self.titles = {r.source: r.title for r in records}
         self.bm25 = _bm25_index(self.tokens) if records else None
+        self.dates = {r.source: r.date for r in records}
+        self.sentences: Sentences = Sentences([], None)
         self.revision = ""  # the index revision this state was built from (set by open_corpus)
+        self._articles: dict[str, str] = {}
+
+    def article_text(self, source: str) -> str:
+        """An article's indexed text (its chunks joined), for checks that look beyond one sentence."""
+        text = self._articles.get(source)
+        if text is None:
+            text = "\n".join(r.text for r in self.records if r.source == source)
+            if len(self._articles) > 256:
+                self._articles.clear()
+            self._articles[source] = text
+        return text
 
     @property
     def tokens(self) -> list[list[str]]:
@@ -99,28 +123,19 @@ class Corpus:
     def __getstate__(self) -> dict[str, Any]:
         """Terms go to disk as one string per chunk: millions of small strings are slow to unpickle,
         and answering never needs them (only the BM25 index built from them)."""
-        state = {k: v for k, v in self.__dict__.items() if k not in ("by_id", "_tokens", "_joined")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("by_id", "_tokens", "_joined", "_articles")}
         state["_joined"] = self._joined if self._tokens is None else [" ".join(t) for t in self._tokens]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._tokens = None
+        self._articles = {}
         self.by_id = {r.id: r for r in getattr(self, "records", [])}
 
     def correct(self, text: str) -> str:
         """Replace words the articles never use by the closest word they do (typos: 'governer')."""
-        import difflib
-
-        def fix(m: re.Match[str]) -> str:
-            w = m.group(0)
-            low = w.lower()
-            if len(low) < 4 or low in self.words or low in STOPWORDS or low.isdigit():
-                return w
-            close = difflib.get_close_matches(low, self._words_by_initial.get(low[0], []), n=1, cutoff=0.85)
-            return close[0] if close else w
-
-        return _WORD.sub(fix, text)
+        return correct(text, self.words, self._words_by_initial)
 
     def variants(self, term: str) -> set[str]:
         """The term and corpus words sharing a 5+ letter stem with it (ukrain ~ ukrainian)."""
@@ -150,7 +165,9 @@ class Corpus:
         """A new Corpus without `removed` and with `added`; kept chunks are not re-tokenized."""
         kept = [(r, t) for r, t in zip(self.records, self.tokens) if r.id not in removed]
         pairs = sorted(kept + [(r, terms(r.text)) for r in added], key=lambda rt: (rt[0].source, rt[0].start))
-        return Corpus([r for r, _ in pairs], [t for _, t in pairs])
+        out = Corpus([r for r, _ in pairs], [t for _, t in pairs])
+        out.sentences = self.sentences
+        return out
 
 
 def _bm25_index(tokens: list[list[str]]) -> Any:
@@ -165,7 +182,7 @@ def _bm25_index(tokens: list[list[str]]) -> Any:
 def _record(cid: str, meta: dict[str, Any], doc: str | None) -> ChunkRecord:
     return ChunkRecord(
         id=cid, source=str(meta["source"]), title=str(meta.get("title", "")), text=doc or "",
-        start=int(meta["start"]), end=int(meta["end"]),
+        start=int(meta["start"]), end=int(meta["end"]), date=str(meta.get("date", "") or ""),
     )
 
 
@@ -182,12 +199,16 @@ def open_corpus(index: Index) -> Corpus:
     if cached is None:
         corpus = Corpus(sorted((_record(*row) for row in get_all(index.collection, ["metadatas", "documents"])),
                                key=lambda r: (r.source, r.start)))
+        corpus.sentences = Sentences(*get_sentences(index.sentences))
     else:
         ids = index.ids()
         removed = set(cached.by_id) - ids
         new_ids = sorted(ids - set(cached.by_id))
         added = [_record(*row) for row in index.get(new_ids)]
         corpus = cached.updated(added, removed)
+        changed = {r.source for r in added} | {cached.by_id[cid].source for cid in removed}
+        if changed:
+            corpus.sentences = cached.sentences.replaced(changed, *get_sentences(index.sentences, sorted(changed)))
     corpus.revision = revision
     log.info("retrieval state for %d chunks built in %.1fs", len(corpus.records), time.perf_counter() - t0)
     write_cache(index.cache_path("corpus"), revision, corpus)
@@ -205,6 +226,17 @@ class HybridRetriever:
         self.embedder = embedder
         self.store = ChromaVectorStore(chroma_collection=index.collection)
         self._baseline: Any = None
+        self._vectors: dict[str, Any] = {}
+
+    def query_vector(self, query: str) -> Any:
+        """The query's MiniLM vector (kept for the last questions: retrieval and the answerer share it)."""
+        vec = self._vectors.get(query)
+        if vec is None:
+            vec = self.embedder.embed_one(query)
+            if len(self._vectors) >= 64:
+                self._vectors.pop(next(iter(self._vectors)))
+            self._vectors[query] = vec
+        return vec
 
     def dense_only(self, query: str, k: int) -> list[RetrievedContext]:
         """Plain LlamaIndex dense retrieval (VectorStoreIndex retriever): the eval's baseline."""
@@ -228,7 +260,7 @@ class HybridRetriever:
     ) -> RetrievedContext:
         r = self.corpus.by_id[cid]
         return RetrievedContext(
-            source=r.source, title=r.title, text=r.text, start=r.start, end=r.end,
+            source=r.source, title=r.title, date=r.date, text=r.text, start=r.start, end=r.end,
             score=score, dense_score=dense, bm25_score=bm25, chunk_id=cid,
         )
 
@@ -236,7 +268,7 @@ class HybridRetriever:
         """(chunk id, cosine similarity), best first, through the LlamaIndex vector store."""
         from llama_index.core.vector_stores.types import VectorStoreQuery
 
-        vector = self.embedder.embed_one(query).tolist()
+        vector = self.query_vector(query).tolist()
         result = self.store.query(VectorStoreQuery(query_embedding=vector, similarity_top_k=k))
         return [(cid, self._cos(sim)) for cid, sim in zip(result.ids or [], result.similarities or [])]
 
@@ -247,14 +279,32 @@ class HybridRetriever:
         rrf: dict[str, float] = {}
         dense: dict[str, float] = {}
         sparse: dict[str, float] = {}
-        for rank, (cid, cos) in enumerate(self.dense(query, self.settings.candidate_k)):
-            if cid not in self.corpus.by_id:
-                continue
+        dense_hits = [(cid, cos) for cid, cos in self.dense(query, self.settings.candidate_k)
+                      if cid in self.corpus.by_id]
+        for rank, (cid, cos) in enumerate(dense_hits):
             dense[cid] = cos
             rrf[cid] = rrf.get(cid, 0.0) + 1.0 / (self.settings.rrf_k + rank + 1)
-        for rank, (pos, score) in enumerate(self.corpus.bm25_top(terms(query), self.settings.candidate_k)):
-            cid = self.corpus.records[pos].id
+        bm25_hits = [(self.corpus.records[pos].id, score)
+                     for pos, score in self.corpus.bm25_top(terms(query), self.settings.candidate_k)]
+        for rank, (cid, score) in enumerate(bm25_hits):
             sparse[cid] = score
             rrf[cid] = rrf.get(cid, 0.0) + 1.0 / (self.settings.rrf_k + rank + 1)
+        # A decisive first place (an exact identifier or rare term) is not diluted by the other ranking.
+        decisive = [cid for cid in (_decisive(bm25_hits, ratio=2.0), _decisive(dense_hits, gap=0.15)) if cid]
+        top = max(rrf.values(), default=0.0)
+        for n, cid in enumerate(reversed(decisive)):
+            rrf[cid] = top + 1e-6 * (n + 1)
         ranked = sorted(rrf.items(), key=lambda kv: -kv[1])[:k]
         return [self._context(cid, s, dense.get(cid), sparse.get(cid)) for cid, s in ranked]
+
+
+def _decisive(hits: list[tuple[str, float]], ratio: float = 0.0, gap: float = 0.0) -> str | None:
+    """The first hit when it beats the second by `ratio` times (BM25) or by `gap` (cosine), else None."""
+    if len(hits) < 2:
+        return hits[0][0] if hits and ratio else None
+    (first, a), (_, b) = hits[0], hits[1]
+    if ratio and b > 0 and a >= ratio * b:
+        return first
+    if gap and a - b >= gap:
+        return first
+    return None

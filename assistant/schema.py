@@ -13,6 +13,7 @@ class Citation(BaseModel):
     start: int = Field(description="Character offset of the quote's first character.")
     end: int = Field(description="Character offset just past the quote's last character.")
     title: str = Field("", description="Title of the article (its first non-empty line).")
+    date: str = Field("", description="The article's date (yyyy-mm-dd) when it states one, else empty.")
     score: float = Field(0.0, description="Retrieval score of the chunk the quote came from.")
 
 
@@ -24,6 +25,7 @@ class RetrievedContext(BaseModel):
     text: str
     start: int
     end: int
+    date: str = Field("", description="The article's date (yyyy-mm-dd) when it states one.")
     score: float = Field(description="Fused (reciprocal-rank) score.")
     dense_score: float | None = Field(None, description="Cosine similarity, if dense found it.")
     bm25_score: float | None = Field(None, description="BM25 score, if BM25 found it.")
@@ -72,6 +74,8 @@ class SyncReport(BaseModel):
     chunks_embedded: int = 0
     chunks_reused: int = 0
     chunks_total: int = 0
+    sentences_embedded: int = Field(0, description="Sentences whose vectors were computed by this sync.")
+    sentences_reused: int = Field(0, description="Sentences whose stored vectors were reused (same text).")
     files_total: int = 0
     seconds: float = 0.0
 
@@ -80,6 +84,7 @@ class SyncReport(BaseModel):
             f"{self.files_total} articles, {self.chunks_total} chunks: "
             f"{self.added} added, {self.updated} updated, {self.renamed} renamed, "
             f"{self.removed} removed, {self.unchanged} unchanged; "
-            f"{self.chunks_embedded} chunks embedded, {self.chunks_reused} reused "
+            f"{self.chunks_embedded} chunks embedded, {self.chunks_reused} reused; "
+            f"{self.sentences_embedded} sentences embedded, {self.sentences_reused} reused "
             f"({self.seconds:.2f}s)"
         )

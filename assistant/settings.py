@@ -17,7 +17,7 @@ DEFAULT_DOCS = REPO_ROOT / "seeds"
 PROMPTS_DIR = REPO_ROOT / "prompts"
 
 #: Bumped whenever chunking logic changes in a way that changes chunk spans.
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2  # 2: a sentence collection beside the chunks
 
 
 def _default_cache() -> Path:
@@ -65,12 +65,12 @@ class Settings(BaseSettings):
     rrf_k: int = Field(
         5, ge=1, description="Reciprocal-rank-fusion constant (5 was best of 1-60 on the eval set)."
     )
-    abstain_threshold: float = Field(
-        0.50,
+    abstain_threshold: float | None = Field(
+        None,
         ge=0.0,
         le=1.0,
-        description="Evidence score under which the answer says the articles don't cover it "
-        "(calibrated on eval/questions.jsonl; see README).",
+        description="Probability under which the offline answer says the articles don't cover it. Default: the "
+        "threshold fitted with the answer selector (assistant/selector.json, `assistant eval --fit`).",
     )
     max_question_chars: int = Field(
         2000, ge=10, description="Longer questions are refused with a clear error."
@@ -141,6 +141,10 @@ class Settings(BaseSettings):
 
     def collection_name(self) -> str:
         return f"articles_{self.index_fingerprint()}"
+
+    def sentence_collection_name(self) -> str:
+        """The collection of every article sentence with its own vector (same fingerprint as the chunks)."""
+        return f"sentences_{self.index_fingerprint()}"
 
     def llm_key(self) -> str | None:
         return self.llm_api_key or os.environ.get("OPENAI_API_KEY") or None

@@ -231,6 +231,148 @@ for text in [
     q("unanswerable", text, answerable=False)
 
 
+# ============ added with the sentence-level answerer (issue 14) ======================================
+def ov(question: str, required: list[list[str]], min_sources: int, answerable: bool = True) -> None:
+    """A broad question: answered with an overview of >= min_sources articles, each sentence cited."""
+    q("overview", question, required, answerable=answerable)
+    Q[-1]["min_sources"] = min_sources
+
+
+# --- broad questions: an overview from several articles -----------------------------------------------
+ov("What's going on with the fighting in Kursk?", [["re:Kursk"]], 3)
+ov("Give me an overview of the Kursk incursion.", [["re:Kursk"]], 3)
+ov("Summarize what the articles say about North Korean troops.", [["re:North Korea"]], 2)
+ov("What is happening with Sudzha?", [["re:Sudzha"]], 2)
+ov("Tell me about the long Neptune missile.", [["re:Neptune"]], 1)
+ov("Give me an overview of the ceasefire talks.", [["re:ceasefire"]], 2)
+ov("What's the situation in Pokrovsk?", [["re:Pokrovsk"]], 2)
+ov("Summarise the diplomatic fallout in Africa.", [["re:Mali|Niger|Africa"]], 1)
+ov("Give me an overview of the Brazilian election.", [], 0, answerable=False)
+ov("What's going on with Taiwan?", [], 0, answerable=False)
+
+# --- paraphrases that share (almost) no content word with their sentence --------------------------------
+q("paraphrase", "What distance separates the combat from the Russian capital?", [["320 miles", "500km"]],
+  [(A1, "The fighting is about 320 miles (500km) from Moscow.")])
+q("paraphrase", "How many evacuees were put up in makeshift lodging?", [["300"]],
+  [(A1, "with 300 people housed in temporary accommodation")])
+q("paraphrase", "What did the regional head urge locals to give?", [["blood"]],
+  [(A1, "Smirnov has also called on residents in the region to donate blood")])
+q("paraphrase", "How many Ukrainians died in the clash, per the top general?", [["100"]],
+  [(A1, "about 100 Ukrainian soldiers had been killed in the battle")])
+q("paraphrase", "Which African nation followed Mali in breaking off relations?", [["Niger"]],
+  [(A1, "Niger became the second African country to cut ties with Ukraine")])
+q("paraphrase", "What route did Moscow's soldiers sneak through for ambushes?", [["gas pipeline"]],
+  [(A4, "Russian forces used a gas pipeline to conduct surprise attacks in the region")])
+q("paraphrase", "How big is the pocket Kyiv's army holds?", [["115"]],
+  [(A2, "115-square-mile salient")])
+q("paraphrase", "How much ground has Kyiv given up?", [["half"]],
+  [(A4, "Kiev has lost approximately half of the territory it occupied in Kursk.")])
+q("paraphrase", "Which group of analysts spotted deserted tanks and carriers from satellite pictures?",
+  [["Institute for the Study of War"]],
+  [(A1, "the Institute for the Study of War, said they had geolocated a number of abandoned armoured vehicles")])
+q("paraphrase", "What new weapon did Kyiv's arms makers field recently?", [["long Neptune"]],
+  [(A3, "the successful deployment of a new long-range missile, known as the “long Neptune,”")])
+
+# --- the question pins a year, month or quarter the articles do not match: refuse ----------------------
+for text in [
+    "How many North Korean troops did Russia deploy in October 2023?",
+    "When did Ukrainian forces enter Kursk in 2022?",
+    "How many combat clashes were reported on the Pokrovsk front in 2021?",
+    "What did Putin say about the Kursk incursion in 2019?",
+    "How many Ukrainian soldiers were killed in Kursk in January?",
+    "Who was the governor of Kursk in 2015?",
+    "What happened in Kursk in the first quarter of 2023?",
+    "What was the Q3 2024 budget of the Kursk region?",
+    "How far is the fighting from Moscow according to the 2021 report?",
+    "Which villages did Russia recapture near Sudzha in 2022?",
+]:
+    q("constraint_mismatch", text, answerable=False)
+
+# --- near misses: the same names and topic, not the asked fact: refuse ---------------------------------
+for text in [
+    "How many North Korean troops were wounded in Kursk?",
+    "What is the range of the short Neptune missile?",
+    "How many Russian soldiers did Gerasimov say had been killed?",
+    "Who is the governor of the Sumy region?",
+    "How many residents were evacuated from Belgorod?",
+    "When did Ukraine withdraw from Sudzha?",
+    "How much did the United States pay for the Kursk operation?",
+    "What is the population of Sudzha?",
+    "How many drones did Ukraine produce last year?",
+    "Which country did Kuleba visit after Mauritius?",
+    "How many North Korean troops did Russia deploy to Belgorod?",
+    "Who is the defence minister of Russia?",
+    "Kurskxqzvbnm troopsqqqq?",
+]:
+    q("near_miss", text, answerable=False)
+
+# --- identifiers and acronyms ------------------------------------------------------------------------------
+q("identifier", "What is GUR?", [["military intelligence"]],
+  [(A1, "Ukraine’s military intelligence agency GUR")])
+q("identifier", "What did ISW analysts call the correlation with Trump's suspension of intelligence-sharing?",
+  [["noteworthy"]], [(A2, "was “noteworthy.”")])
+q("identifier", "What did U.K. officials say about opportunities for Ukrainian counteroffensives?",
+  [["improved"]], [(A2, "“Opportunities for Ukrainian counteroffensives have been improved")])
+q("identifier", "What is CNN reporting about Suvca?", [["supply route"]],
+  [(A4, "Russia is targeting the town of Suvca on the border in order to cut off a crucial supply route")])
+q("identifier", "What did Yusov tell the Financial Times?", [["no such statement"]],
+  [(A1, "he told the Financial Times that he had made “no such statement”")])
+
+# --- more single facts, numbers and names ---------------------------------------------------------------
+q("single_fact", "What did Zelenskyy insist about Ukrainian forces in Kursk?", [["not trapped"]],
+  [(A3, "Zelenskyy has insisted that Ukrainian forces are not trapped in Kursk")])
+q("number", "How many settlements did Russia's Ministry of Defense say its forces captured?", [["three", "3"]],
+  [(A4, "The Russian Ministry of Defense announced that its forces captured three more settlements.")])
+q("single_fact", "What did Keir Starmer say European defense officials would solidify?", [["robust plans"]],
+  [(A3, "solidify “robust plans” for supporting Kyiv")])
+q("single_fact", "What did Trump propose as a step toward broader negotiations?", [["30-day ceasefire"]],
+  [(A3, "U.S. President Donald Trump has proposed a 30-day ceasefire as a step toward broader negotiations.")])
+q("single_fact", "What demand did Putin attach to his support for a ceasefire?", [["withdrawal of Ukrainian troops"]],
+  [(A3, "including the withdrawal of Ukrainian troops from contested areas")])
+q("name", "Which rebels did Ukraine's military intelligence reportedly support?", [["Tuareg"]],
+  [(A1, "Kyiv’s support for the Tuareg rebels")])
+q("name", "Which country borders Mali where the rebel attack took place?", [["Algeria"]],
+  [(A1, "the attack on Mali’s border with Algeria")])
+q("single_fact", "How did Ukraine describe Mali's decision to sever diplomatic ties?", [["short-sighted and hasty"]],
+  [(A1, "a decision which Ukraine described as “short-sighted and hasty”")])
+q("changed_over_time", "When did Zelensky set out his aim to build relations with Africa?", [["December 2023"]],
+  [(A1, "an aim which he set out in December 2023 for the year ahead")])
+q("single_fact", "What did Kuleba and his Zambian counterpart sign?", [["memorandum of understanding"]],
+  [(A1, "signed a “memorandum of understanding”")])
+q("single_fact", "What has happened to Russian supply lines around Pokrovsk?", [["degraded"]],
+  [(A2, "have also been severely degraded by enemy drone attacks")])
+q("single_fact", "How do Ukrainian officials see the occupied land in Kursk?", [["bargaining chip"]],
+  [(A2, "Ukrainian officials see the occupied land in Kursk as a key bargaining chip")])
+q("single_fact", "What did Kremlin officials intend to inflict on Ukrainian forces?", [["maximum damage"]],
+  [(A2, "to ’inflict maximum damage’ to Ukrainian forces on the ground")])
+q("name", "Which town is Russia targeting to cut off a supply route to Ukrainian forces?", [["Suvca"]],
+  [(A4, "Russia is targeting the town of Suvca on the border")])
+q("number", "How many people were injured over the past day according to regional authorities?", [["25"]],
+  [(A1, "At least three people had been reported dead and 25 injured over the past day")])
+q("number", "How many more people were killed following shelling in the Donetsk region at lunchtime?",
+  [["four", "4"]], [(A1, "four more people were reported killed following shelling in the Donetsk region")])
+q("number", "Across how many fronts were the 136 combat clashes recorded?", [["10"]],
+  [(A1, "At least 136 combat clashes were recorded across 10 fronts")])
+q("number", "How many residents did the Russian Emergencies Ministry say were evacuated near Sudzha?", [["300"]],
+  [(A3, "over 300 residents have been evacuated from conflict zones near Sudzha")])
+q("changed_over_time", "Since when has Ukraine's counteroffensive been launched in multiple directions?",
+  [["June 2023"]], [(A0, "launched in multiple directions since June 2023")])
+q("name", "Which Russian regions have seen increasing attacks besides Kursk?", [["Belgorod"], ["Bryansk"]],
+  [(A0, "Russian regions like Belgorod, Bryansk, and Kursk have seen increasing attacks")])
+q("single_fact", "How has the Kremlin responded to the incursions in border regions?", [["re:reinforcing its defen"]],
+  [(A0, "The Kremlin has responded by reinforcing its defences in border regions")])
+q("name", "Who instructed the Cabinet to coordinate assistance to the Kursk region?", [["Putin"]],
+  [(A1, "Putin met with his top defense and security officials on Wednesday and instructed the Cabinet")])
+q("single_fact", "What did the Defence Ministry's statement say about Russian control of the border?",
+  [["full control"]], [(A0, "Russian forces remained in full control of the border")])
+q("number", "How many Ukrainian brigades or officials commented on the operation?", answerable=False)
+q("name", "Which Malian soldiers' deaths were linked to the rebel attack?", answerable=False)
+q("single_fact", "What did Russia release images claiming to show?", [["re:missiles striking"]],
+  [(A1, "Russia released images claiming to show Russian missiles striking Ukrainian military vehicles")])
+q("name", "Who is the Ukrainian foreign minister touring Africa?", [["Kuleba"]],
+  [(A1, "Foreign minister Dmytro Kuleba has nevertheless been on a tour in Africa")])
+
+
 if __name__ == "__main__":
     out = Path(__file__).with_name("questions.jsonl")
     out.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in Q), encoding="utf-8")

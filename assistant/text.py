@@ -1,0 +1,396 @@
+"""Everything the assistant knows about text: sentences, terms, numbers, names, constraints, typos, tokens.
+
+One module, so that ingest, retrieval, the answerers and the verifier agree on what a sentence, a
+term, a number or a name is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+# --- tokens (tiktoken) ------------------------------------------------------------------------------
+ENCODING_NAME = "cl100k_base"
+
+
+@lru_cache(maxsize=1)
+def encoding():  # type: ignore[no-untyped-def]
+    """The tiktoken encoding used to count tokens (offline: see assistant/__init__)."""
+    import tiktoken
+
+    return tiktoken.get_encoding(ENCODING_NAME)
+
+
+def count_tokens(text: str) -> int:
+    return len(encoding().encode_ordinary(text))
+
+
+# --- sentences --------------------------------------------------------------------------------------
+# A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace.
+_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)")
+_ABBREV = re.compile(
+    r"(?:\b(?:[A-Z]\.){1,3}|\b(?:Mr|Mrs|Ms|Dr|St|Gen|Lt|Col|Maj|Capt|Sgt|No|Jr|Sr|vs|etc|approx|"
+    r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Prof|Gov|Rep|Sen)\.)[\"'”’)\]]*$"
+)
+
+
+def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Sentence spans (start, end) within text[start:end], whitespace-trimmed, in order."""
+    end = len(text) if end is None else end
+    spans: list[tuple[int, int]] = []
+    for line in re.finditer(r"[^\n]+", text[start:end]):
+        ls, le = start + line.start(), start + line.end()
+        cur = ls
+        for m in _END.finditer(text, ls, le):
+            cut = m.end()
+            if _ABBREV.search(text, cur, cut):
+                continue
+            nxt = text[cut:le].lstrip()
+            if nxt and nxt[0].islower():
+                continue
+            spans.append((cur, cut))
+            cur = cut
+        spans.append((cur, le))
+    out = []
+    for s, e in spans:
+        seg = text[s:e]
+        lstrip = len(seg) - len(seg.lstrip())
+        rstrip = len(seg) - len(seg.rstrip())
+        s, e = s + lstrip, e - rstrip
+        if e > s:
+            out.append((s, e))
+    return out
+
+
+# --- terms ------------------------------------------------------------------------------------------
+WORD = re.compile(r"\w+", re.UNICODE)
+_STOP_TEXT = """
+a about above after again against all also am an and any are as at be because been before being
+below between both but by can could did do does doing down during each few for from further had has
+have having he her here hers herself him himself his how i if in into is it its itself just me more
+most my myself no nor not now of off on once only or other our ours ourselves out over own same she
+should so some such than that the their theirs them themselves then there these they this those
+through to too under until up very was we were what when where which while who whom why will with
+would you your yours yourself yourselves many much said say says tell told according did does many
+whose
+"""
+STOPWORDS = frozenset(_STOP_TEXT.split())
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def stem_words(words: list[str]) -> list[str]:
+    return list(_stemmer().stemWords(words)) if words else []
+
+
+def terms(text: str) -> list[str]:
+    """Lower-cased, stemmed content words (stopwords dropped)."""
+    words = [w for w in WORD.findall(text.lower()) if w not in STOPWORDS]
+    return [sys.intern(t) for t in stem_words(words)]
+
+
+@lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """Whole words of the embedding model's WordPiece vocabulary: ordinary English (and common names)."""
+    from .embed import MODELS, _package_file
+
+    spec = next(iter(MODELS.values()))
+    try:
+        vocab = json.loads(_package_file(spec.tokenizer_package, spec.tokenizer_file).read_text("utf-8"))
+        words = vocab["model"]["vocab"]
+    except Exception:  # without it typo correction is only more cautious
+        return frozenset()
+    return frozenset(w for w in words if w.isalpha() and w.islower() and len(w) > 1)
+
+
+# --- numbers ----------------------------------------------------------------------------------------
+NUMBER = re.compile(
+    r"\b\d[\d,.]*\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|"
+    r"thirty|forty|fifty|hundred|hundreds|thousand|thousands|dozens?|half|million)\b",
+    re.IGNORECASE,
+)
+_DIGITS = re.compile(r"\d[\d,.]*\d|\d")
+MONTHS = ("january february march april may june july august september october november december").split()
+DATE = re.compile(
+    r"\b(?:January|February|March|April|May|June|July|August|September|October|November|"
+    r"December|Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|yesterday|"
+    r"(?:19|20)\d\d)\b"
+)
+_WORD_NUMBERS = {
+    "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
+    "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "twenty": "20",
+    "hundred": "100", "thousand": "1000", "half": "0.5",
+}
+_TOKEN = re.compile(r"\d[\d,.]*\d|\d|[^\W\d_]+", re.UNICODE)
+_YEAR = re.compile(r"(?:19|20)\d\d")
+
+
+def digit_numbers(text: str) -> set[str]:
+    """Every digit group of a text, commas and a trailing dot removed ("12,000." -> "12000")."""
+    return {n.replace(",", "").rstrip(".") for n in _DIGITS.findall(text)}
+
+
+def numbers(text: str, near: set[str] | None = None, window: int = 5) -> set[str]:
+    """Numeric values in a sentence (digits and number words), years excluded.
+
+    With ``near`` (stemmed question terms), only numbers within ``window`` words of one of them
+    count: "12,000 North Korean troops" does, "the two nations" does not.
+    """
+    tokens = _TOKEN.findall(text)
+    values: list[tuple[int, str]] = []
+    for i, tok in enumerate(tokens):
+        low = tok.lower()
+        value = low.replace(",", "").rstrip(".") if low[0].isdigit() else _WORD_NUMBERS.get(low, "")
+        if value and not _YEAR.fullmatch(value):
+            values.append((i, value))
+    if near is None or not values:
+        return {v for _, v in values}
+    words = [t.lower() for t in tokens]
+    idx = [j for j, w in enumerate(words) if not w[0].isdigit() and w not in STOPWORDS]
+    by_pos: list[set[str]] = [set() for _ in tokens]
+    for j, stem in zip(idx, stem_words([words[j] for j in idx])):
+        by_pos[j] = {stem}
+    return {v for i, v in values
+            if any(by_pos[j] & near for j in range(max(0, i - window), min(len(tokens), i + window + 1)))}
+
+
+# --- names ------------------------------------------------------------------------------------------
+_CAPITAL = re.compile(r"\b[A-Z][a-zA-Z’'-]+\b")
+NAME_SPAN = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*")
+OPENERS = frozenset(
+    """
+    however meanwhile according despite although while after before since during earlier later today
+    yesterday overall instead still also yet thus therefore moreover furthermore additionally finally
+    first second third then now here there this these those that it its they he she we i you our their
+    his her in on at as by for from with of to and but or so if when where who what which why how a an
+    the some many most more several both each all no not one two three russian ukrainian sources source
+    articles article answer
+    """.split()
+)
+
+
+def names(text: str, first_word: bool = False) -> set[str]:
+    """Capitalised words: names a sentence states, lower-cased. A sentence's first word counts unless
+    it is a common opener ("However", "The", "According")."""
+    words = _CAPITAL.findall(text)
+    if not first_word and words and text.lstrip().startswith(words[0]) and words[0].lower() in OPENERS:
+        words = words[1:]
+    return {w.lower().strip("’'") for w in words}
+
+
+# --- what a question asks for -----------------------------------------------------------------------
+def question_kind(question: str) -> str:
+    """The answer type asked for: number, date, name, place or other."""
+    q = question.lower()
+    if re.search(r"\bhow (many|much|far|long|large|big|old)\b|\bwhat (number|percentage|share|size|range|"
+                 r"distance|budget|revenue|price|amount|figure|score)\b|\bnumber of\b", q):
+        return "number"
+    if re.search(r"\bwhen\b|\bwhat (year|month|day|date)\b|\bsince when\b|\bin which (year|month)\b", q):
+        return "date"
+    if re.search(r"\bwhere\b|\bwhich (town|city|village|villages|region|country|place)\b", q):
+        return "place"
+    if re.search(r"\bwho\b|\bwhich (organi[sz]ation|official|group|think tank|ministry|outlet|company|team)\b",
+                 q):
+        return "name"
+    return "other"
+
+
+def kind_match(kind: str, sentence: str, near: set[str] | None = None) -> bool:
+    """Does the sentence hold the kind of answer asked for?"""
+    if kind == "number":
+        return bool(numbers(sentence, near)) if near is not None else bool(NUMBER.search(sentence))
+    if kind == "date":
+        return bool(DATE.search(sentence))
+    if kind in ("name", "place"):
+        return bool(NAME_SPAN.search(sentence))
+    return False
+
+
+_BROAD = re.compile(
+    r"\b(?:overview|summar(?:y|ise|ize)|background|the gist|big picture|what(?:'s| is| has been) "
+    r"(?:going on|happening)|what(?:'s| is) the (?:situation|story|latest)|what happened (?:in|with|to)\b(?!.*\b"
+    r"(?:on|in) (?:\w+ )?(?:\d|monday|tuesday|wednesday|thursday|friday|saturday|sunday))|tell me (?:about|"
+    r"more about)|what do (?:the|these) (?:articles|reports|sources) say|brief me|catch me up|explain the "
+    r"situation)\b",
+    re.IGNORECASE,
+)
+_BROAD_WORDS = re.compile(
+    r"\b(?:give me|can you|could you|please|an|a|overview|summar(?:y|ise|ize)|of|on|about|background|what(?:'s|"
+    r" is| has been)?|going on|happening|with|in|the|gist|big picture|situation|story|latest|what happened|"
+    r"tell me(?: more)?|what do (?:the|these) (?:articles|reports|sources) say|brief me|catch me up|explain|"
+    r"articles?|reports?|sources?|say|so far|is|me|to)\b",
+    re.IGNORECASE,
+)
+
+
+def is_broad(question: str) -> bool:
+    """An overview question ("what's going on with …", "summarize …") rather than one fact."""
+    return bool(_BROAD.search(question))
+
+
+def topic_of(question: str) -> str:
+    """The topic of a broad question: its words once the overview phrasing is removed."""
+    topic = " ".join(_BROAD_WORDS.sub(" ", question).replace("?", " ").split()).strip(" .!")
+    return topic or question
+
+
+# --- constraints ------------------------------------------------------------------------------------
+_QUARTER = re.compile(
+    r"\b(?:q([1-4])|(first|second|third|fourth|1st|2nd|3rd|4th)[ -]quarter)\b", re.IGNORECASE
+)
+_QUARTER_WORD = {"first": "1", "second": "2", "third": "3", "fourth": "4", "1st": "1", "2nd": "2",
+                 "3rd": "3", "4th": "4"}
+_IDENT = re.compile(r"\b(?=[A-Za-z0-9-]*[A-Za-z])(?=[A-Za-z0-9-]*\d)[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]\b")
+
+
+@dataclass
+class Constraints:
+    """Values a question pins down; an answer sentence must not contradict them."""
+
+    years: set[str] = field(default_factory=set)
+    quarters: set[str] = field(default_factory=set)
+    months: set[str] = field(default_factory=set)
+    identifiers: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.years or self.quarters or self.months or self.identifiers or self.names)
+
+
+def quarters(text: str) -> set[str]:
+    out = set()
+    for m in _QUARTER.finditer(text):
+        out.add(m.group(1) or _QUARTER_WORD[m.group(2).lower()])
+    return out
+
+
+def years(text: str) -> set[str]:
+    return set(re.findall(r"(?<![\d,.])(?:19|20)\d\d(?![\d,])", text))
+
+
+def months(text: str) -> set[str]:
+    return {w.lower() for w in re.findall(r"\b[A-Z][a-z]+\b", text) if w.lower() in MONTHS}
+
+
+def identifiers(text: str) -> set[str]:
+    """Tokens mixing letters and digits ("Project0040", "F-16", "Q3"), lower-cased; years and quarters excluded."""
+    out = set()
+    for m in _IDENT.finditer(text):
+        tok = m.group(0).lower()
+        if re.fullmatch(r"q[1-4]|\d+(?:st|nd|rd|th|km|kg|m|s)|\d+-\w+|\w+-\d+-\w+", tok):
+            continue
+        out.add(tok)
+    return out
+
+
+def constraints(question: str, known_names: set[str] | None = None) -> Constraints:
+    """What the question pins down. Names are capitalised words after the first word (or, in a question
+    typed in lower case, words that are names in the corpus: ``known_names``)."""
+    found_names: set[str] = set()
+    words = _CAPITAL.findall(question)
+    first = re.match(r"\s*([A-Za-z’'-]+)", question)
+    for w in words:
+        if first and w == first.group(1) and question.lstrip().startswith(w):
+            continue
+        for part in re.sub(r"[’']s$", "", w).split("-"):
+            low = part.lower().strip("’'")
+            if not part[:1].isupper() or len(low) < 2 or low in STOPWORDS or low in OPENERS or low in MONTHS:
+                continue
+            found_names.add(low)
+    return Constraints(years=years(question), quarters=quarters(question), months=months(question),
+                       identifiers=identifiers(question), names=found_names)
+
+
+def violations(c: Constraints, sentence: str, article: str) -> list[str]:
+    """The question's constraints the sentence contradicts: a year, quarter, month or identifier that the
+    sentence replaces by another value of the same kind, or that neither the sentence nor its article has;
+    a name neither mentions."""
+    out: list[str] = []
+    for label, wanted, find in (("year", c.years, years), ("quarter", c.quarters, quarters),
+                                ("month", c.months, months), ("identifier", c.identifiers, identifiers)):
+        if not wanted:
+            continue
+        in_sentence = find(sentence)
+        if wanted & in_sentence:
+            continue
+        if in_sentence or not (wanted & find(article)):
+            out.append(f"{label} {', '.join(sorted(wanted))}")
+    if c.names:
+        low_s, low_a = sentence.lower(), article.lower()
+        for n in sorted(c.names):
+            stem = re.compile(r"\b" + re.escape(n[:5] if len(n) > 5 else n))  # Zelensky ~ Zelenskyy
+            if not stem.search(low_s) and not stem.search(low_a):
+                out.append(f"name {n}")
+    return out
+
+
+# --- typo correction --------------------------------------------------------------------------------
+def correct(text: str, vocabulary: set[str], by_initial: dict[str, list[str]]) -> str:
+    """Replace misspelt words by the closest word of the vocabulary ('governer' -> 'governor').
+
+    Never touches a word with digits (an identifier is never turned into another one), a word the
+    vocabulary has, a stopword, or an ordinary English word; never produces a word with digits.
+    """
+    import difflib
+
+    english = english_words()
+
+    def fix(m: re.Match[str]) -> str:
+        w = m.group(0)
+        low = w.lower()
+        if (len(low) < 4 or low in vocabulary or low in STOPWORDS or any(ch.isdigit() for ch in low)
+                or low in english):
+            return w
+        pool = [v for v in by_initial.get(low[0], []) if not any(ch.isdigit() for ch in v)]
+        close = difflib.get_close_matches(low, pool, n=1, cutoff=0.85)
+        return close[0] if close else w
+
+    return WORD.sub(fix, text)
+
+
+def unknown_terms(question: str, vocabulary: set[str], stems: Any = ()) -> list[str]:
+    """Words of the question that neither the corpus (its words or their stems: ``stems``) nor ordinary
+    English has: made-up or misspelt past recognition ("Kurskxqzvbnm"), or identifiers the corpus never
+    mentions."""
+    english = english_words()
+    out = []
+    for w in WORD.findall(question):
+        low = w.lower()
+        if low in STOPWORDS or low in vocabulary or len(low) < 3:
+            continue
+        if not any(ch.isdigit() for ch in low) and stem_words([low])[0] in stems:
+            continue
+        if any(ch.isdigit() for ch in low):
+            if low.isdigit():
+                continue  # a bare number is a value, checked by the answer
+            out.append(w)
+            continue
+        if low in english or low.rstrip("s") in english or low.rstrip("s") in vocabulary:
+            continue
+        if w[0].isupper() and english:  # a name the corpus does not have
+            out.append(w)
+            continue
+        out.append(w)
+    return out
+
+
+# --- dates ------------------------------------------------------------------------------------------
+_DATE_LINE = re.compile(
+    r"^\s*(?:date|published|dateline)\s*:\s*[\"']?(\d{4}-\d{2}-\d{2})", re.IGNORECASE | re.MULTILINE
+)
+
+
+def date_of(text: str) -> str:
+    """The article's date (ISO yyyy-mm-dd) from a `date:` front-matter or `Published:` line near its top,
+    or "" when it states none (a date is never guessed)."""
+    m = _DATE_LINE.search(text[:2000])
+    return m.group(1) if m else ""
