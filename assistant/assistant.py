@@ -74,7 +74,8 @@ class Assistant:
         self._revision = ""
         self._llm: LLMClient | None = None
         offline = OfflineAnswerer(self.settings.abstain_threshold)
-        self.answerer: Answerer = LLMAnswerer(self.settings, offline) if self.settings.use_llm() else offline
+        self.answerer: Answerer = (LLMAnswerer(self.settings, offline, self.embedder.embed) if self.settings.use_llm()
+                                   else offline)
         self.last_sync: SyncReport | None = None
         self.last_sync_at: float | None = None
 

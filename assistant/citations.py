@@ -1,24 +1,30 @@
-"""Citation markers and verification: parse ``[n]`` markers and check each cited sentence.
+"""Citation markers and cited answers: parse ``[n]`` markers, verify and repair what each sentence cites.
 
-Used on LLM replies (which misquote and mis-cite) and by the eval. A sentence is *supported* when
-the sources it cites contain a passage that carries its content words, and every number and
-name it states appears in what it cites. Supported sentences get a verbatim quote with offsets.
+Used on LLM replies, which misquote and mis-cite. The model is shown numbered sources (sentences of
+the articles, see llm.py); each sentence of its reply is judged against the sources it cites by the
+verifier (verify.py). A sentence the cited source does not support, but another given source does, is
+re-cited to that source (its check says so); a sentence nothing supports is dropped. Kept sentences cite
+verbatim quotes with file offsets.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from .schema import Citation, RetrievedContext, SentenceCheck
-from .text import digit_numbers, names, split_sentences, terms
+from .text import split_sentences
+from .verify import coverage, is_refusal, verify
 
 MAX_RANGE = 20
 _GROUP = re.compile(r"\[\s*([0-9]+(?:\s*(?:[-–,;]|and)\s*[0-9]+)*)\s*\]")
 _CLUSTER = r"(?:\s*\[\s*[0-9]+(?:\s*(?:[-–,;]|and)\s*[0-9]+)*\s*\])+"
 _MOVE = re.compile(rf"([.!?…])({_CLUSTER})")
-_SUPPORT_MIN = 0.5
-ATTRIBUTE_MIN = 0.7
+
+Embed = Callable[[list[str]], np.ndarray]
 
 
 def parse_markers(group: str) -> list[int]:
@@ -39,9 +45,14 @@ def parse_markers(group: str) -> list[int]:
     return list(dict.fromkeys(out))
 
 
+def move_markers(text: str) -> str:
+    """Markers written after the full stop ("… Moscow. [1]") go before it, where they belong."""
+    return _MOVE.sub(lambda m: f"{m.group(2)}{m.group(1)}", text)
+
+
 def split_answer_sentences(text: str) -> list[tuple[str, list[int]]]:
     """Sentences of an answer with the markers each carries, markers removed from the text."""
-    moved = _MOVE.sub(lambda m: f"{m.group(2)}{m.group(1)}", text)
+    moved = move_markers(text)
     out: list[tuple[str, list[int]]] = []
     for s, e in split_sentences(moved):
         raw = moved[s:e]
@@ -58,105 +69,168 @@ def split_answer_sentences(text: str) -> list[tuple[str, list[int]]]:
     return out
 
 
-_numbers = digit_numbers
-_names = names
+def complete_prefix(buffer: str) -> tuple[str, str]:
+    """Split streamed text into the sentences that are complete (the next one has begun) and the rest."""
+    moved = move_markers(buffer)
+    spans = split_sentences(moved)
+    if len(spans) < 2:
+        return "", moved
+    start = spans[-1][0]
+    if not re.match(r"[\w\"“‘'(]", moved[start:]):  # markers of the last sentence may still be coming
+        return "", moved
+    return moved[:start], moved[start:]
 
 
-@dataclass
-class Support:
-    context: RetrievedContext
-    start: int  # file offsets
+@dataclass(frozen=True)
+class Source:
+    """One numbered source the model saw: a passage of an article with its file offsets."""
+
+    n: int
+    source: str
+    title: str
+    date: str
+    start: int
     end: int
-    overlap: float
+    text: str
+    score: float = 0.0
 
 
-def best_passage(sentence: str, ctx: RetrievedContext) -> Support | None:
-    """The window of 1–2 consecutive sentences of ctx that best covers the sentence's terms."""
-    s_terms = set(terms(sentence))
-    if not s_terms:
-        return None
-    spans = split_sentences(ctx.text)
-    best: Support | None = None
+def sources_from_contexts(contexts: list[RetrievedContext]) -> list[Source]:
+    """One source per retrieved chunk (numbered from 1)."""
+    return [Source(i, c.source, c.title, c.date, c.start, c.end, c.text, c.score)
+            for i, c in enumerate(contexts, start=1)]
+
+
+def best_window(claim: str, src: Source) -> tuple[int, int, str]:
+    """The 1–2 consecutive sentences of a source that carry most of the claim: (file start, end, text)."""
+    spans = split_sentences(src.text)
+    if len(spans) <= 1:
+        return src.start, src.end, src.text
+    best = (-1.0, 0, len(src.text))
     for i in range(len(spans)):
         for j in (i, i + 1):
             if j >= len(spans):
                 continue
             a, b = spans[i][0], spans[j][1]
-            shared = len(s_terms & set(terms(ctx.text[a:b])))
-            overlap = shared / len(s_terms) if shared >= min(2, len(s_terms)) else 0.0
-            # prefer the single sentence unless the pair adds real coverage
-            if best is None or overlap > best.overlap + (0.1 if j > i else 0.0):
-                best = Support(ctx, ctx.start + a, ctx.start + b, overlap)
-    return best
+            cov = coverage(claim, src.text[a:b]) - (0.1 if j > i else 0.0)  # a pair must add real coverage
+            if cov > best[0]:
+                best = (cov, a, b)
+    _, a, b = best
+    return src.start + a, src.start + b, src.text[a:b]
 
 
-def verify_sentence(sentence: str, markers: list[int], contexts: list[RetrievedContext],
-                    attribute_uncited: bool = False) -> tuple[SentenceCheck, list[Support]]:
-    """Judge one answer sentence against the contexts it cites (markers are 1-based)."""
-    valid = [m for m in markers if 1 <= m <= len(contexts)]
-    dropped = [m for m in markers if m not in valid]
-    check = SentenceCheck(text=sentence, markers=valid, supported=False)
-    if not valid:
-        check.reason = "cites nothing" + (f" (out-of-range markers {dropped} dropped)" if dropped else "")
-        if attribute_uncited and contexts:
-            for m in range(1, len(contexts) + 1):
-                found, sup = verify_sentence(sentence, [m], contexts)
-                if found.supported and sup and sup[0].overlap >= ATTRIBUTE_MIN:
-                    found.reason = "supported; the model cited nothing, the verifier found this source"
-                    return found, sup
-        return check, []
-    supports = [s for s in (best_passage(sentence, contexts[m - 1]) for m in valid) if s is not None]
-    cited_text = " ".join(contexts[m - 1].text for m in valid)
-    missing_numbers = _numbers(sentence) - _numbers(cited_text)
-    cited_words = set(re.findall(r"\w+", cited_text.lower()))
-    missing_names = _names(sentence) - _names(cited_text, first_word=True) - cited_words - set(terms(cited_text))
-    good = [s for s in supports if s.overlap >= _SUPPORT_MIN]
-    if missing_numbers:
-        check.reason = f"numbers not in the cited sources: {', '.join(sorted(missing_numbers))}"
-    elif missing_names:
-        check.reason = f"names not in the cited sources: {', '.join(sorted(missing_names))}"
-    elif not good:
-        best = max((s.overlap for s in supports), default=0.0)
-        check.reason = f"no cited passage carries this sentence (best word overlap {best:.0%})"
-    else:
-        check.supported = True
-        check.reason = "supported"
-    return check, sorted(good, key=lambda s: -s.overlap)[:2] if check.supported else []
+class CitedAnswer:
+    """Builds a verified answer one reply sentence at a time (so a stream shows only what is verified)."""
 
+    def __init__(self, sources: list[Source], embed: Embed | None = None, repair: bool = True,
+                 attribute_uncited: bool = True, keep_unsupported: bool = False) -> None:
+        self.sources = sources
+        self.repair = repair
+        self.attribute_uncited = attribute_uncited
+        self.keep_unsupported = keep_unsupported
+        self.citations: list[Citation] = []
+        self.checks: list[SentenceCheck] = []
+        self.parts: list[str] = []
+        self.refused = False
+        self._index: dict[tuple[str, int, int], int] = {}
+        self._vectors: dict[str, np.ndarray] = {}
+        self._embed = embed
 
-def quote_for(support: Support) -> Citation:
-    ctx = support.context
-    a, b = support.start - ctx.start, support.end - ctx.start
-    return Citation(
-        source=ctx.source, quote=ctx.text[a:b], start=support.start, end=support.end, title=ctx.title,
-        score=ctx.score,
-    )
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Cached MiniLM vectors (the same claim is checked against many sources during repair)."""
+        assert self._embed is not None
+        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        if missing:
+            for t, v in zip(missing, self._embed(missing)):
+                self._vectors[t] = v
+        return np.stack([self._vectors[t] for t in texts])
 
+    def _judge(self, sentence: str, cited: list[Source]) -> tuple[bool, str, list[tuple[Source, int, int, str]]]:
+        windows = [(s, *best_window(sentence, s)) for s in cited]
+        v = verify(sentence, [w[3] for w in windows], self.embed if self._embed else None)
+        return v.supported, v.reason, windows
 
-def verify_answer(text: str, contexts: list[RetrievedContext], keep_unsupported: bool = False,
-                  attribute_uncited: bool = False) -> tuple[str, list[Citation], list[SentenceCheck]]:
-    """Rebuild an LLM reply from its supported sentences, each citing verbatim quotes.
+    def _find_support(self, sentence: str) -> tuple[list[tuple[Source, int, int, str]], str] | None:
+        """The given source (or two neighbouring sentences of one article) that supports the sentence best."""
+        best: tuple[float, list[tuple[Source, int, int, str]]] | None = None
+        candidates: list[list[Source]] = [[s] for s in self.sources]
+        for a, b in zip(self.sources, self.sources[1:]):
+            if a.source == b.source and b.start >= a.end:
+                candidates.append([a, b])
+        ranked = sorted(candidates, key=lambda c: -coverage(sentence, " ".join(s.text for s in c)))[:8]
+        for group in ranked:
+            ok, _, windows = self._judge(sentence, group)
+            if ok:
+                cov = coverage(sentence, " ".join(w[3] for w in windows)) - 0.05 * (len(group) - 1)
+                if best is None or cov > best[0]:
+                    best = (cov, windows)
+        return (best[1], "") if best else None
 
-    Returns the new text (markers renumbered to the returned citations), the citations, and a
-    check per sentence. Unsupported sentences are dropped unless keep_unsupported.
-    """
-    citations: list[Citation] = []
-    index: dict[tuple[str, int, int], int] = {}
-    parts: list[str] = []
-    checks: list[SentenceCheck] = []
-    for sentence, markers in split_answer_sentences(text):
-        check, supports = verify_sentence(sentence, markers, contexts, attribute_uncited)
-        checks.append(check)
-        if not check.supported:
-            if keep_unsupported:
-                parts.append(f"{sentence} [unsupported]")
-            continue
+    def add(self, sentence: str, markers: list[int]) -> str | None:
+        """Judge one reply sentence; the text to show (with renumbered markers), or None when dropped."""
+        if is_refusal(sentence) and len(sentence) < 160 and not re.search(r"\d", sentence):
+            self.refused = True
+            self.checks.append(SentenceCheck(text=sentence, markers=[], supported=False,
+                                             reason="the model said the articles do not answer this"))
+            return None
+        valid = [m for m in markers if 1 <= m <= len(self.sources)]
+        dropped = [m for m in markers if m not in valid]
+        check = SentenceCheck(text=sentence, markers=[], model_markers=markers, supported=False)
+        windows: list[tuple[Source, int, int, str]] = []
+        if valid:
+            ok, reason, windows = self._judge(sentence, [self.sources[m - 1] for m in valid])
+            check.reason = reason
+            if not ok:
+                windows = []
+        else:
+            check.reason = "cites nothing" + (f" (out-of-range markers {dropped} dropped)" if dropped else "")
+        if not windows and (self.repair if valid or dropped else self.attribute_uncited):
+            found = self._find_support(sentence)
+            if found:
+                windows = found[0]
+                check.repaired = True
+                was = f"[{', '.join(map(str, markers))}]" if markers else "no source"
+                check.reason = f"re-cited: the model cited {was}, which does not support it ({check.reason})"
+        if not windows:
+            self.checks.append(check)
+            if self.keep_unsupported:
+                self.parts.append(f"{sentence} [unsupported]")
+                return self.parts[-1]
+            return None
         nums = []
-        for sup in supports:
-            key = (sup.context.source, sup.start, sup.end)
-            if key not in index:
-                citations.append(quote_for(sup))
-                index[key] = len(citations)
-            nums.append(index[key])
-        parts.append(sentence + " " + "".join(f"[{n}]" for n in dict.fromkeys(nums)))
-    return " ".join(parts), citations, checks
+        for src, a, b, quote in windows:
+            key = (src.source, a, b)
+            if key not in self._index:
+                self.citations.append(Citation(source=src.source, quote=quote, start=a, end=b, title=src.title,
+                                               date=src.date, score=src.score))
+                self._index[key] = len(self.citations)
+            nums.append(self._index[key])
+        check.supported = True
+        check.markers = list(dict.fromkeys(nums))
+        if not check.repaired:
+            check.reason = "supported"
+        self.checks.append(check)
+        shown = sentence + " " + "".join(f"[{n}]" for n in check.markers)
+        self.parts.append(shown)
+        return shown
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.parts)
+
+
+def verify_answer(text: str, sources: list[Source] | list[RetrievedContext], keep_unsupported: bool = False,
+                  attribute_uncited: bool = False, embed: Embed | None = None,
+                  repair: bool = True) -> tuple[str, list[Citation], list[SentenceCheck]]:
+    """Rebuild a reply from its supported sentences, each citing verbatim quotes.
+
+    Returns the new text (markers renumbered to the returned citations), the citations, and a check per
+    sentence. Unsupported sentences are dropped unless keep_unsupported."""
+    srcs = [s for s in sources if isinstance(s, Source)]
+    if len(srcs) != len(sources):
+        srcs = sources_from_contexts([c for c in sources if isinstance(c, RetrievedContext)])
+    built = CitedAnswer(srcs, embed, repair=repair, attribute_uncited=attribute_uncited,
+                        keep_unsupported=keep_unsupported)
+    for sentence, markers in split_answer_sentences(text):
+        built.add(sentence, markers)
+    return built.text, built.citations, built.checks

@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--corpus", default=None, help="only this corpus of eval/config.json (default: all)")
     s.add_argument("--fit", action="store_true",
                    help="cross-validate and refit the answer selector (writes assistant/selector.json)")
+    s.add_argument("--verifier", action="store_true",
+                   help="measure the LLM-answer verifier on eval/verifier_cases.jsonl (exit 1 under 95%%)")
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("serve", help="start the chat page")

@@ -189,7 +189,9 @@ def summarize(scored: list[Scored]) -> dict[str, Any]:
     if checks:  # LLM answers: what the verifier did with the model's sentences
         m["llm_sentences"] = len(checks)
         m["llm_sentences_kept"] = sum(c.supported for c in checks)
-        m["llm_sentences_dropped"] = len(checks) - m["llm_sentences_kept"]
+        m["llm_sentences_dropped"] = sum(1 for c in checks if not c.supported and "do not answer" not in c.reason)
+        m["llm_sentences_repaired"] = sum(c.repaired for c in checks)
+        m["llm_refusals"] = sum(1 for c in checks if "do not answer" in c.reason)
     conflicts = [s for s in scored if s.conflict_ok is not None]
     m["conflicts_surfaced"] = _ratio(sum(bool(s.conflict_ok) for s in conflicts), len(conflicts))
     for name, attr in (("ours", "rank"), ("baseline_dense", "baseline_rank")):
@@ -257,6 +259,10 @@ def run(kb: Assistant, questions: list[dict[str, Any]]) -> tuple[list[Scored], d
         scored.append(s)
     metrics = summarize(scored)
     metrics["latency_p50_ms"] = round(1000 * statistics.median(latencies), 1) if latencies else None
+    firsts = [s.answer.timings["first_sentence"] for s in scored if s.answer and "first_sentence" in s.answer.timings]
+    if firsts:
+        metrics["first_verified_sentence_p50_s"] = round(statistics.median(firsts), 2)
+        metrics["total_p50_s"] = round(statistics.median(latencies), 2)
     return scored, metrics
 
 
@@ -336,6 +342,8 @@ def run_cli(args: Any) -> int:
     config = load_config()
     if getattr(args, "fit", False):
         return fit_cli(args, config)
+    if getattr(args, "verifier", False):
+        return verifier_cli(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = False
@@ -431,6 +439,62 @@ def fit_cli(args: Any, config: dict[str, Any]) -> int:
     sys.stdout.write(json.dumps(model.report, indent=2) + f"\nthreshold {model.threshold}\n"
                      f"wrote {selector.MODEL_FILE}\n")
     return 0
+
+
+def verifier_report(cases: list[dict[str, Any]], embed: Any) -> dict[str, Any]:
+    """Keep rate of supported cases and drop rate of unsupported ones, per kind and per half (the even
+    cases tuned the verifier's thresholds; the odd ones are the report)."""
+    from .verify import verify
+
+    rows = []
+    for c in cases:
+        v = verify(c["claim"], c["sources"], embed)
+        rows.append((c, v))
+    out: dict[str, Any] = {}
+    for half, pick in (("tuning (even)", 0), ("held out (odd)", 1), ("all", None)):
+        sel = [(c, v) for c, v in rows if pick is None or int(c["id"][1:]) % 2 == pick]
+        sup = [v.supported for c, v in sel if c["supported"]]
+        uns = [not v.supported for c, v in sel if not c["supported"]]
+        out[half] = {"cases": len(sel), "kept_supported": _ratio(sum(sup), len(sup)),
+                     "dropped_unsupported": _ratio(sum(uns), len(uns))}
+    kinds: dict[str, list[bool]] = defaultdict(list)
+    for c, v in rows:
+        kinds[c["kind"]].append(v.supported == c["supported"])
+    out["per_kind"] = {k: {"cases": len(v), "right": _ratio(sum(v), len(v))} for k, v in sorted(kinds.items())}
+    out["errors"] = [{"id": c["id"], "kind": c["kind"], "claim": c["claim"], "source": c["sources"][0],
+                      "expected": c["supported"], "reason": v.reason} for c, v in rows if v.supported != c["supported"]]
+    return out
+
+
+def verifier_cli(args: Any) -> int:
+    """`assistant eval --verifier`: precision/recall of the LLM-answer verifier on eval/verifier_cases.jsonl."""
+    import sys
+
+    from .embed import OnnxEmbedder
+
+    cases = load_questions(EVAL_DIR / "verifier_cases.jsonl")
+    embedder = OnnxEmbedder()
+    rep = verifier_report(cases, embedder.embed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["# Verifier report", "", "Cases: eval/verifier_cases.jsonl (eval/make_verifier_cases.py). Kept = "
+             "supported cases the verifier keeps; dropped = unsupported cases it drops. Thresholds were tuned on "
+             "the even cases; the odd ones are held out.", "",
+             "| half | cases | kept supported | dropped unsupported |",
+             "| --- | --- | --- | --- |"]
+    for half in ("tuning (even)", "held out (odd)", "all"):
+        r = rep[half]
+        lines.append(f"| {half} | {r['cases']} | {_fmt(r['kept_supported'])} | {_fmt(r['dropped_unsupported'])} |")
+    lines += ["", "| kind | cases | judged right |", "| --- | --- | --- |"]
+    lines += [f"| {k} | {r['cases']} | {_fmt(r['right'])} |" for k, r in rep["per_kind"].items()]
+    lines += ["", f"## Errors ({len(rep['errors'])})", ""]
+    lines += [f"- {e['id']} [{e['kind']}] expected {'supported' if e['expected'] else 'unsupported'}, got "
+              f"{e['reason']!r}: “{e['claim']}” — source “{e['source']}”" for e in rep["errors"]]
+    (out / "verifier-report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (out / "verifier.json").write_text(json.dumps(rep, indent=2, ensure_ascii=False), encoding="utf-8")
+    sys.stdout.write("\n".join(lines[5:9]) + f"\nreport: {out / 'verifier-report.md'}\n")
+    ok = all((rep["held out (odd)"][k] or 0) >= 0.95 for k in ("kept_supported", "dropped_unsupported"))
+    return 0 if ok else 1
 
 
 __all__ = ["check", "load_questions", "matches", "question_kind", "run", "score", "summarize"]

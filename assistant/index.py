@@ -381,7 +381,8 @@ class Index:
         missing = [i for i, sha in enumerate(shas) if sha not in vectors]
         spans = split_sentences(doc.text)
         s_shas = [_text_sha(doc.text[a:b]) for a, b in spans]
-        s_vectors, old_sentence_ids = self._reusable_sentence_vectors(doc)
+        # an article with nothing stored under its name or bytes has nothing to reuse: no query for it
+        s_vectors, old_sentence_ids = self._reusable_sentence_vectors(doc) if reuse_ids or old_ids else ({}, [])
         s_missing = [i for i, sha in enumerate(s_shas) if sha not in s_vectors]
         return _Pending(doc, chunks, shas, vectors, missing, old_ids, spans, s_shas, s_vectors, s_missing,
                         old_sentence_ids)

@@ -13,15 +13,14 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-from .answer import ABSTAIN_TEXT, Evidence, OfflineAnswerer
-from .citations import verify_answer
+from .answer import ABSTAIN_TEXT, Candidate, Evidence, OfflineAnswerer, candidates
+from .citations import CitedAnswer, Source, complete_prefix, split_answer_sentences
 from .errors import ConfigError, LLMError
 from .schema import Answer, RetrievedContext
 from .settings import PROMPTS_DIR, Settings
 
 log = logging.getLogger(__name__)
 
-_NO_ANSWER = re.compile(r"(don'?t|do not|does not|doesn'?t) (cover|answer|say|mention)|no information", re.I)
 
 
 @lru_cache(maxsize=8)
@@ -47,24 +46,42 @@ def count_tokens(text: str, model: str) -> int:
     return len(_encoding(model).encode_ordinary(text))
 
 
-def pack_sources(
-    question: str, contexts: list[RetrievedContext], settings: Settings
-) -> tuple[str, list[RetrievedContext]]:
-    """Number the sources and keep as many as fit the model's window (counted with tiktoken)."""
+def sentence_sources(evidence: Evidence, settings: Settings) -> list[Source]:
+    """The evidence the model sees: the retrieved chunks' sentences closest to the question (at most
+    ``llm_max_sentences``, packed to the context window with tiktoken), numbered in reading order and
+    grouped by article, so that a marker names one exact sentence."""
+    cands = candidates(evidence.contexts, evidence.corpus, evidence.query_vector)
+    article_rank: dict[str, int] = {}
+    for c in cands:
+        article_rank.setdefault(c.ctx.source, len(article_rank))
     model = settings.llm_model
-    fixed = count_tokens(load_prompt("system.txt") + load_prompt("question.txt") + question, model)
-    budget = settings.llm_context_window - settings.llm_max_tokens - fixed - 64
-    blocks: list[str] = []
-    kept: list[RetrievedContext] = []
-    for ctx in contexts:
-        block = f"[{len(kept) + 1}] ({ctx.source} — {ctx.title[:80]}) {' '.join(ctx.text.split())}"
-        cost = count_tokens(block, model) + 2
+    fixed = count_tokens(load_prompt("system.txt") + load_prompt("question.txt"), model) + 200
+    budget = settings.llm_context_window - settings.llm_max_tokens - fixed
+    kept: list[Candidate] = []
+    for c in sorted(cands, key=lambda c: -c.cos):
+        if len(kept) >= settings.llm_max_sentences or c.text.rstrip().endswith("?"):
+            continue
+        cost = count_tokens(c.text, model) + 6
         if cost > budget:
-            break
+            continue
         budget -= cost
-        blocks.append(block)
-        kept.append(ctx)
-    return "\n\n".join(blocks), kept
+        kept.append(c)
+    kept.sort(key=lambda c: (article_rank[c.ctx.source], c.start))
+    return [Source(i, c.ctx.source, c.ctx.title, c.ctx.date, c.start, c.end, c.text, c.ctx.score)
+            for i, c in enumerate(kept, start=1)]
+
+
+def render_sources(sources: list[Source]) -> str:
+    """Numbered sentences grouped by article, each article with its title (and date when known)."""
+    blocks: list[str] = []
+    current = None
+    for s in sources:
+        if s.source != current:
+            current = s.source
+            title = " ".join(s.title.split())[:100] or s.source
+            blocks.append(f"\nArticle: {title}" + (f" ({s.date})" if s.date else ""))
+        blocks.append(f"[{s.n}] {' '.join(s.text.split())}")
+    return "\n".join(blocks).strip()
 
 
 def messages_for(question: str, sources: str) -> list[dict[str, str]]:
@@ -72,6 +89,15 @@ def messages_for(question: str, sources: str) -> list[dict[str, str]]:
         {"role": "system", "content": load_prompt("system.txt")},
         {"role": "user", "content": load_prompt("question.txt").format(sources=sources, question=question)},
     ]
+
+
+class _NotOpenAI(Exception):
+    """The endpoint answered, but not like an OpenAI-compatible server."""
+
+
+def _short(text: str, n: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[:n] + "…"
 
 
 class LLMClient:
@@ -112,10 +138,23 @@ class LLMClient:
         elif isinstance(exc, openai.RateLimitError):
             msg = f"The LLM at {self.where} is rate-limiting us (HTTP 429) after {tries} tries. Wait and retry."
         elif isinstance(exc, openai.NotFoundError):
-            msg = (f"The LLM at {self.where} does not know the model {s.llm_model!r} (HTTP 404). "
-                   "Set ASSISTANT_LLM_MODEL to a model it serves.")
+            url = (s.llm_base_url or "").rstrip("/")
+            if url and not re.search(r"/v\d+$", url) and "model" not in str(exc).lower():
+                msg = (f"There is no OpenAI-compatible API at {self.where} (HTTP 404). Servers such as llama.cpp, "
+                       f"vLLM and Ollama serve it under /v1: set ASSISTANT_LLM_BASE_URL={url}/v1")
+            else:
+                msg = (f"The LLM at {self.where} does not know the model {s.llm_model!r} (HTTP 404). "
+                       "Set ASSISTANT_LLM_MODEL to a model it serves.")
+        elif isinstance(exc, openai.APIStatusError) and exc.status_code in (405, 501):
+            msg = (f"The server at {self.where} does not offer chat completions (HTTP {exc.status_code}): it is "
+                   "not an OpenAI-compatible LLM server. Check ASSISTANT_LLM_BASE_URL.")
+        elif isinstance(exc, openai.APIStatusError) and 400 <= exc.status_code < 500:
+            msg = (f"The LLM at {self.where} rejected the request (HTTP {exc.status_code}: "
+                   f"{_short(exc.message)}). Check ASSISTANT_LLM_MODEL and ASSISTANT_LLM_BASE_URL.")
         elif isinstance(exc, openai.APIStatusError):
             msg = f"The LLM at {self.where} failed with HTTP {exc.status_code} after {tries} tries. Retry later."
+        elif isinstance(exc, _NotOpenAI):
+            msg = str(exc)
         else:
             msg = f"The LLM at {self.where} failed: {type(exc).__name__}: {exc}"
         return LLMError(msg)
@@ -130,9 +169,19 @@ class LLMClient:
             )
         except Exception as exc:
             raise self._error(exc) from None
-        if not resp.choices:
-            return ""
-        return resp.choices[0].message.content or ""
+        return self._content(resp)
+
+    def _content(self, resp: Any) -> str:
+        """The reply text of a chat completion, or an error that says what the server sent instead."""
+        if isinstance(resp, str):
+            kind = "a web page" if "<html" in resp[:2000].lower() or "<!doctype" in resp[:200].lower() else "text"
+            raise LLMError(f"The server at {self.where} answered with {kind}, not an OpenAI-compatible API. "
+                           "Check ASSISTANT_LLM_BASE_URL (OpenAI-compatible servers usually end in /v1).")
+        choices = getattr(resp, "choices", None)
+        if not choices or getattr(choices[0], "message", None) is None:
+            raise LLMError(f"The server at {self.where} answered JSON that is not an OpenAI chat completion "
+                           "(no choices). Check ASSISTANT_LLM_BASE_URL points at an OpenAI-compatible server.")
+        return choices[0].message.content or ""
 
     def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
         try:
@@ -143,51 +192,74 @@ class LLMClient:
                 max_tokens=self.settings.llm_max_tokens,
                 stream=True,
             )
+            if isinstance(events, str):
+                self._content(events)
+            seen = False
             for event in events:  # type: ignore[union-attr]
-                choices = getattr(event, "choices", None)
+                if isinstance(event, str) or not hasattr(event, "choices"):
+                    raise _NotOpenAI(f"The server at {self.where} streamed something that is not an OpenAI chat "
+                                     "completion. Check ASSISTANT_LLM_BASE_URL points at an OpenAI-compatible server.")
+                seen = True
+                choices = event.choices  # type: ignore[union-attr]
                 if choices and choices[0].delta and choices[0].delta.content:
                     yield choices[0].delta.content
+            if not seen:  # an OpenAI stream always sends at least one event
+                response = getattr(events, "response", None)
+                ctype = response.headers.get("content-type", "") if response is not None else ""
+                if "html" in ctype:
+                    raise _NotOpenAI(f"The server at {self.where} answered with a web page, not an OpenAI-compatible "
+                                     "API. Check ASSISTANT_LLM_BASE_URL (compatible servers usually end in /v1).")
+                # a server that ignores stream=True: ask again without streaming (that reply is checked too)
+                yield self.complete(messages)
         except LLMError:
             raise
         except Exception as exc:
             raise self._error(exc) from None
 
 
-def verified_answer(question: str, reply: str, contexts: list[RetrievedContext], settings: Settings) -> Answer:
-    """Turn a raw LLM reply into an Answer whose every kept sentence is verified."""
-    answer = Answer(question=question, text="", answerer=f"llm:{settings.llm_model}", contexts=contexts)
-    reply = reply.strip()
-    if not reply:
-        answer.text, answer.abstained = ABSTAIN_TEXT, True
-        answer.notes.append("The LLM returned an empty reply.")
-        return answer
-    text, citations, checks = verify_answer(
-        reply, contexts, settings.keep_unsupported, settings.llm_attribute_uncited
-    )
-    answer.sentences = checks
-    kept = sum(c.supported for c in checks)
-    if kept < len(checks):
-        answer.notes.append(f"Removed {len(checks) - kept} of {len(checks)} sentences the sources do not support.")
-    if not citations:
-        answer.text, answer.abstained = ABSTAIN_TEXT, True
-        if not _NO_ANSWER.search(reply):
-            answer.notes.append("No sentence of the LLM's reply was supported by the sources it cited.")
-        return answer
-    answer.text, answer.citations = text, citations
+def _finish(built: CitedAnswer, question: str, reply: str, settings: Settings, contexts: list[RetrievedContext]
+            ) -> Answer:
+    answer = Answer(question=question, text=built.text, citations=built.citations, sentences=built.checks,
+                    answerer=f"llm:{settings.llm_model}", contexts=contexts)
+    dropped = sum(1 for c in built.checks if not c.supported and "do not answer" not in c.reason)
+    repaired = sum(1 for c in built.checks if c.repaired)
+    if repaired:
+        answer.notes.append(f"Re-cited {repaired} sentence{'s' * (repaired > 1)} to the source that supports it.")
+    if dropped:
+        answer.notes.append(f"Removed {dropped} of {len(built.checks)} sentences the sources do not support.")
+    if not built.citations:
+        answer.text, answer.abstained, answer.citations = ABSTAIN_TEXT, True, []
+        if not reply.strip():
+            answer.notes.append("The LLM returned an empty reply.")
+        elif not built.refused:
+            answer.notes.append("No sentence of the LLM's reply was supported by the sources.")
     return answer
+
+
+def verified_answer(question: str, reply: str, sources: list[Source], settings: Settings,
+                    embed: Any = None, contexts: list[RetrievedContext] | None = None) -> Answer:
+    """Turn a whole LLM reply into an Answer whose every kept sentence is verified (and repaired)."""
+    built = CitedAnswer(sources, embed, repair=True, attribute_uncited=settings.llm_attribute_uncited,
+                        keep_unsupported=settings.keep_unsupported)
+    for sentence, markers in split_answer_sentences(reply):
+        built.add(sentence, markers)
+    return _finish(built, question, reply, settings, contexts or [])
 
 
 class LLMAnswerer:
     """Answers written by an LLM through the openai client, every sentence verified against its sources.
 
-    When the LLM fails and ``llm_fallback_offline`` is on, the offline answerer answers instead and the
-    answer says so.
+    The model sees numbered sentences; its reply is streamed through the verifier one sentence at a
+    time, so the user sees a sentence only once it is verified (and re-cited if the model cited the wrong
+    source), and nothing shown is taken back. When the LLM fails and ``llm_fallback_offline`` is on, the
+    offline answerer answers instead and the answer says so.
     """
 
-    def __init__(self, settings: Settings, offline: OfflineAnswerer | None = None) -> None:
+    def __init__(self, settings: Settings, offline: OfflineAnswerer | None = None, embed: Any = None) -> None:
         self.settings = settings
         self.name = f"llm:{settings.llm_model}"
         self.offline = offline or OfflineAnswerer(settings.abstain_threshold)
+        self.embed = embed
         self._client: LLMClient | None = None
 
     @property
@@ -198,25 +270,56 @@ class LLMAnswerer:
 
     def stream(self, question: str, query: str, evidence: Evidence) -> Iterator[str | Answer]:
         t0 = time.perf_counter()
-        sources, packed = pack_sources(query, evidence.contexts, self.settings)
-        parts: list[str] = []
+        sources = sentence_sources(evidence, self.settings)
+        built = CitedAnswer(sources, self.embed, repair=True, attribute_uncited=self.settings.llm_attribute_uncited,
+                            keep_unsupported=self.settings.keep_unsupported)
         timings: dict[str, float] = {}
+        raw: list[str] = []
+        shown = 0
         try:
-            for piece in self.client.stream(messages_for(query, sources)):
-                if not parts:
+            if not sources:
+                raise _NoSources
+            pending = ""
+            for piece in self.client.stream(messages_for(query, render_sources(sources))):
+                if not raw:
                     timings["first_token"] = time.perf_counter() - t0
-                parts.append(piece)
-                yield piece
+                raw.append(piece)
+                done, pending = complete_prefix(pending + piece)
+                for sentence, markers in split_answer_sentences(done):
+                    out = built.add(sentence, markers)
+                    if out:
+                        if not shown:
+                            timings["first_sentence"] = time.perf_counter() - t0
+                        yield (" " if shown else "") + out
+                        shown += 1
+            for sentence, markers in split_answer_sentences(pending):
+                out = built.add(sentence, markers)
+                if out:
+                    if not shown:
+                        timings["first_sentence"] = time.perf_counter() - t0
+                    yield (" " if shown else "") + out
+                    shown += 1
             timings["generate"] = time.perf_counter() - t0
-            answer = verified_answer(question, "".join(parts), packed, self.settings)
-            answer.contexts = evidence.contexts
-        except LLMError as exc:
-            if not self.settings.llm_fallback_offline:
+            answer = _finish(built, question, "".join(raw), self.settings, evidence.contexts)
+            if answer.abstained:
+                yield ABSTAIN_TEXT
+        except (LLMError, _NoSources) as exc:
+            if isinstance(exc, LLMError) and not self.settings.llm_fallback_offline:
                 raise
-            log.warning("LLM failed, answering offline: %s", exc)
             answer = self.offline.answer(query, evidence)
             answer.question = question
-            answer.notes.append(f"{exc} This answer comes from the offline answerer instead.")
-            yield ("\n" if parts else "") + answer.text
+            if isinstance(exc, LLMError):
+                log.warning("LLM failed, answering offline: %s", exc)
+                answer.notes.append(f"{exc} This answer comes from the offline answerer instead.")
+            if shown:  # never take back what was shown: keep the verified sentences, then say what happened
+                partial = _finish(built, question, "".join(raw), self.settings, evidence.contexts)
+                partial.notes.append(f"{exc} The answer stops here.")
+                answer = partial
+            else:
+                yield answer.text
         answer.timings.update(timings)
         yield answer
+
+
+class _NoSources(Exception):
+    """Retrieval found nothing to show the model: the offline answerer refuses without calling it."""

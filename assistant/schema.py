@@ -36,8 +36,10 @@ class SentenceCheck(BaseModel):
     """How the verifier judged one sentence of an LLM answer."""
 
     text: str
-    markers: list[int] = Field(default_factory=list)
+    markers: list[int] = Field(default_factory=list, description="The answer's citations it ends with (1-based).")
+    model_markers: list[int] = Field(default_factory=list, description="The sources the model cited for it.")
     supported: bool
+    repaired: bool = Field(False, description="Re-cited: the model's source did not support it, another did.")
     reason: str = ""
 
 

@@ -99,10 +99,14 @@ class Settings(BaseSettings):
     llm_fallback_offline: bool = Field(
         True, description="If the LLM fails, answer offline and say so in the answer."
     )
+    llm_max_sentences: int = Field(
+        16, ge=1, le=200, description="Numbered sentences shown to the LLM as its sources (the ones closest to "
+        "the question; small models answer better and faster from fewer).",
+    )
     llm_attribute_uncited: bool = Field(
-        False,
+        True,
         description="When the LLM cites nothing for a sentence, let the verifier look for a source that "
-        "fully supports it (all numbers and names, most words) and cite that; off: such sentences are dropped.",
+        "supports it (every check passes) and cite that; off: such sentences are dropped.",
     )
     keep_unsupported: bool = Field(
         False, description="Keep LLM sentences the verifier could not support (marked)."
@@ -119,6 +123,18 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_tokens:
             raise ValueError("chunk_overlap_tokens must be smaller than chunk_tokens")
+        if self.llm_base_url:
+            from urllib.parse import urlsplit
+
+            try:
+                parts = urlsplit(self.llm_base_url)
+                parts.port  # noqa: B018  (raises on a bad port)
+            except ValueError as exc:
+                raise ValueError(f"llm_base_url {self.llm_base_url!r} is not a valid URL ({exc}); "
+                                 "use e.g. http://127.0.0.1:8080/v1") from None
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"llm_base_url {self.llm_base_url!r} is not an http(s) URL with a host; "
+                                 "use e.g. http://127.0.0.1:8080/v1")
         return self
 
     # ------------------------------------------------------------------------

@@ -128,8 +128,10 @@ DATE = re.compile(
 _WORD_NUMBERS = {
     "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
     "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "twenty": "20",
-    "hundred": "100", "thousand": "1000", "half": "0.5",
+    "hundred": "100", "thousand": "1000", "half": "0.5", "dozens": "dozens", "hundreds": "hundreds",
+    "thousands": "thousands", "millions": "millions",
 }
+_FRACTION = re.compile(r"\b(?:a|one|two) (third|thirds|quarter|fifth|tenth)s?\b", re.IGNORECASE)
 _TOKEN = re.compile(r"\d[\d,.]*\d|\d|[^\W\d_]+", re.UNICODE)
 _YEAR = re.compile(r"(?:19|20)\d\d")
 
@@ -145,13 +147,16 @@ def numbers(text: str, near: set[str] | None = None, window: int = 5) -> set[str
     With ``near`` (stemmed question terms), only numbers within ``window`` words of one of them
     count: "12,000 North Korean troops" does, "the two nations" does not.
     """
+    fractions = {f"fraction:{m.group(0).lower()}" for m in _FRACTION.finditer(text)}
     tokens = _TOKEN.findall(text)
     values: list[tuple[int, str]] = []
     for i, tok in enumerate(tokens):
         low = tok.lower()
         value = low.replace(",", "").rstrip(".") if low[0].isdigit() else _WORD_NUMBERS.get(low, "")
-        if value and not _YEAR.fullmatch(value):
+        if value and not (_YEAR.fullmatch(value) and "," not in low):
             values.append((i, value))
+    if fractions and near is None:
+        return {v for _, v in values} | fractions
     if near is None or not values:
         return {v for _, v in values}
     words = [t.lower() for t in tokens]
@@ -184,7 +189,7 @@ def names(text: str, first_word: bool = False) -> set[str]:
     words = _CAPITAL.findall(text)
     if not first_word and words and text.lstrip().startswith(words[0]) and words[0].lower() in OPENERS:
         words = words[1:]
-    return {w.lower().strip("’'") for w in words}
+    return {re.sub(r"[’']s$", "", w).lower().strip("’'") for w in words}
 
 
 # --- what a question asks for -----------------------------------------------------------------------
@@ -274,7 +279,7 @@ def quarters(text: str) -> set[str]:
 
 
 def years(text: str) -> set[str]:
-    return set(re.findall(r"(?<![\d,.])(?:19|20)\d\d(?![\d,])", text))
+    return set(re.findall(r"(?<![\d,.])(?:19|20)\d\d(?!\d|,\d)", text))
 
 
 def months(text: str) -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -94,14 +95,37 @@ class StubLLM:
 
             def do_POST(self) -> None:  # noqa: N802
                 stub.calls += 1
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 if stub.delay:
                     time.sleep(stub.delay)
-                if stub.mode == "500":
-                    self.send_response(500)
+                if stub.mode in ("500", "501"):
+                    self.send_response(int(stub.mode))
                     self.send_header("Content-Type", "application/json")
                     self.end_headers()
                     self.wfile.write(b'{"error": {"message": "boom"}}')
+                    return
+                if stub.mode in ("html", "json"):  # 200, but not an OpenAI-compatible API
+                    page = (b"<!DOCTYPE html><html><body>Welcome to nginx!</body></html>" if stub.mode == "html"
+                            else b'{"status": "ok", "result": [1, 2, 3]}')
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html" if stub.mode == "html" else "application/json")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
+                    return
+                if request.get("stream"):  # server-sent events, a few words at a time, like a real server
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    words = re.findall(r"\S+\s*", stub.reply) or [""]
+                    try:
+                        for w in words:
+                            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "stub",
+                                     "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]}
+                            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                        self.wfile.write(b"data: [DONE]\n\n")
+                    except BrokenPipeError:
+                        pass
                     return
                 body = json.dumps({
                     "id": "x", "object": "chat.completion", "created": 0, "model": "stub",

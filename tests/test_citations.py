@@ -73,8 +73,12 @@ def test_wrong_number_is_unsupported_and_removed() -> None:
     _round_trip(cites)
 
 
-def test_right_fact_wrong_source_is_unsupported() -> None:
-    _, cites, checks = verify_answer("Russia deployed about 12,000 North Korean troops [2].", CTX)
+def test_right_fact_wrong_source_is_re_cited_to_the_source_that_says_it() -> None:
+    text, cites, checks = verify_answer("Russia deployed about 12,000 North Korean troops [2].", CTX)
+    assert checks[0].supported and checks[0].repaired and checks[0].model_markers == [2]
+    assert cites[0].source == "002_5fe3474391e77e48.txt" and "re-cited" in checks[0].reason
+    _round_trip(cites)
+    _, cites, checks = verify_answer("Russia deployed about 12,000 North Korean troops [2].", CTX, repair=False)
     assert not checks[0].supported and cites == []
 
 
@@ -83,10 +87,12 @@ def test_invented_name_is_unsupported() -> None:
     assert not checks[0].supported and "shoigu" in checks[0].reason.lower()
 
 
-def test_out_of_range_and_garbage_markers_are_dropped() -> None:
+def test_out_of_range_and_garbage_markers_are_dropped_or_repaired() -> None:
     text, cites, checks = verify_answer("Russia deployed 12,000 North Korean troops [7]. Nonsense [x] [].", CTX)
+    assert checks[0].supported and checks[0].repaired and "out-of-range" in checks[0].reason
+    assert not checks[1].supported and text == "Russia deployed 12,000 North Korean troops. [1]"
+    text, cites, checks = verify_answer("Nonsense [x] []. Paris is lovely [9].", CTX)
     assert not any(c.supported for c in checks) and cites == [] and text == ""
-    assert "out-of-range" in checks[0].reason
 
 
 def test_uncited_sentence_is_dropped_unless_attribution_is_on() -> None:
@@ -114,3 +120,27 @@ def test_citations_are_deduplicated_and_renumbered() -> None:
         "Gerasimov said about 100 Ukrainian soldiers had been killed [2]. More than 200 were wounded, Gerasimov "
         "told Putin [2].", CTX)
     assert len(cites) == 1 and text.count("[1]") == 2
+
+
+@pytest.mark.parametrize("claim,reason", [
+    ("Russia deployed about 12,000 North Korean troops in October 2025 [1].", "numbers"),
+    ("Moscow has officially confirmed the presence of North Korean soldiers [3].", "negation"),
+    ("About 100 Ukrainian soldiers had been killed in the battle [2].", "attributes"),
+    ("The articles don't cover this, but about 100 Ukrainian soldiers were killed, Gerasimov said [2].", "refusal"),
+    ("Russia deploying approximately 12,000 troops in October 2024 according to, while the ISW reported [1].",
+     "garbled"),
+])
+def test_the_verifier_catches_what_small_models_get_wrong(claim: str, reason: str) -> None:
+    ctx = CTX + [_ctx("003_66a1545cc8f86729.txt", "While Moscow has not officially confirmed")]
+    if "officially" in claim:
+        claim = claim.replace("[3]", "[4]")
+    _, cites, checks = verify_answer(claim, ctx, repair=False)
+    assert not checks[0].supported and reason in checks[0].reason and cites == []
+
+
+def test_a_refusal_sentence_is_recognised_with_words_around_it() -> None:
+    from assistant.citations import CitedAnswer, sources_from_contexts
+
+    built = CitedAnswer(sources_from_contexts(CTX))
+    assert built.add("Sorry, NOT IN THE ARTICLES.", []) is None
+    assert built.refused and built.citations == []

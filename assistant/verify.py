@@ -1,0 +1,137 @@
+"""Does what a source sentence says support a claim? The verifier every LLM sentence must pass.
+
+Lexical coverage (the claim's content words found in the source), semantic similarity (the bundled
+MiniLM) and hard checks that a small model gets wrong and word overlap cannot see: every number and
+name, negation ("has not confirmed" vs "confirmed"), who said it (a claim the source attributes
+must be attributed too), refusal phrases mixed into an answer, and garbled joins. Measured on
+eval/verifier_cases.jsonl (`assistant eval --verifier`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import text
+
+# tuned on the even-numbered cases of eval/verifier_cases.jsonl, reported on the odd ones
+COVERAGE_MIN = 0.6  # supported on words alone
+SIMILAR_MIN = 0.7  # or meaning close enough ...
+SIMILAR_COVERAGE_MIN = 0.34  # ... with at least this much of the wording
+
+REFUSAL = re.compile(
+    r"not in the articles|(?:do not|don't|does not|doesn't|did not|didn't) (?:cover|answer|say|mention|"
+    r"contain|provide)|no information|not mentioned|cannot answer|can't answer|unable to answer|"
+    r"no (?:relevant )?(?:answer|mention)",
+    re.IGNORECASE,
+)
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|without|neither|nor|none|yet to|denied|denies|deny|refused|refuses|failed to)\b|n['’]t\b",
+    re.IGNORECASE,
+)
+# who says so: a source sentence framed by one of these reports the whole claim, which must keep a reporting
+# word too; the weaker cues only count in the clause the claim comes from ("announced a missile, which has
+# a range of 1,000 km": the range is the article's own statement)
+_FRAME = re.compile(
+    r"\b(?:according to|said|says|say|saying|claimed|claims|claiming|reported|reportedly|allegedly|told|tells|"
+    r"unverified|could not be verified)\b",
+    re.IGNORECASE,
+)
+_ATTRIBUTION = re.compile(
+    _FRAME.pattern[:-3] + r"|stated|states|announced|announces|warned|warns|insisted|insists|noted|notes|"
+    r"estimated|suggested|suggest|indicated|indicates|admitted)\b",
+    re.IGNORECASE,
+)
+# a claim keeps the attribution with any reporting word, the weaker ones included
+_ATTRIBUTED = re.compile(_ATTRIBUTION.pattern[:-3] + r"|alleged|reports|claim|confirmed|confirm|described|"
+                         r"dismissed|accused|expressed|believes|believed|argued|added|announcement|statement|"
+                         r"assessment)\b", re.IGNORECASE)
+_GARBLED = re.compile(r"according to\s*(?:[,.;:\[]|$)|\b(\w{3,}) \1\b", re.IGNORECASE)
+_LOWER_START = re.compile(r"^\s*[a-z]|[.!?]\s+[a-z]")
+_CLAUSE = re.compile(r",\s+|;\s+|\s+(?:but|while|whereas|although)\s+", re.IGNORECASE)
+
+
+@dataclass
+class Verdict:
+    supported: bool
+    reason: str
+    coverage: float = 0.0
+    similarity: float = 0.0
+
+
+def _variants(terms: set[str]) -> set[str]:
+    return terms | {t[:5] for t in terms if len(t) > 5}
+
+
+def coverage(claim: str, evidence: str) -> float:
+    """Share of the claim's content words found in the evidence (stems, 5-letter prefixes for variants)."""
+    c = set(text.terms(claim))
+    if not c:
+        return 0.0
+    e = _variants(set(text.terms(evidence)))
+    return sum(1 for t in c if t in e or (len(t) > 5 and t[:5] in e)) / len(c)
+
+
+def _numbers(s: str) -> set[str]:
+    return text.numbers(s) | text.years(s)
+
+
+def _missing_names(claim: str, evidence: str) -> list[str]:
+    low = evidence.lower()
+    out = []
+    for n in sorted(text.names(claim)):
+        stem = n[:5] if len(n) > 5 else n
+        if not re.search(r"\b" + re.escape(stem), low):
+            out.append(n)
+    return out
+
+
+def _negations(s: str) -> int:
+    return len(_NEGATION.findall(s))
+
+
+def _closest_clause(claim: str, evidence: str) -> str:
+    """The clause of the evidence that carries most of the claim (negation is judged there, not in a
+    clause about something else)."""
+    clauses = [c for c in _CLAUSE.split(evidence) if c and c.strip()]
+    return max(clauses, key=lambda c: coverage(claim, c)) if clauses else evidence
+
+
+def is_refusal(sentence: str) -> bool:
+    return bool(REFUSAL.search(sentence))
+
+
+def verify(claim: str, evidence: list[str], embed: Callable[[list[str]], np.ndarray] | None = None) -> Verdict:
+    """Judge a claim against the source sentences it cites."""
+    claim = " ".join(claim.split())
+    ev = " ".join(" ".join(e.split()) for e in evidence)
+    if not claim or not ev:
+        return Verdict(False, "cites nothing")
+    if is_refusal(claim):
+        return Verdict(False, "a refusal phrase mixed into an answer")
+    if _GARBLED.search(claim) or _LOWER_START.match(claim):
+        return Verdict(False, "garbled: a broken or joined sentence")
+    cov = coverage(claim, ev)
+    extra = _numbers(claim) - _numbers(ev)
+    if extra:
+        return Verdict(False, f"numbers not in the cited sources: {', '.join(sorted(extra))}", cov)
+    names = _missing_names(claim, ev)
+    if names:
+        return Verdict(False, f"names not in the cited sources: {', '.join(names)}", cov)
+    clause = _closest_clause(claim, ev)
+    if _negations(claim) not in (_negations(clause), _negations(ev)) or (_negations(claim) and not _negations(ev)):
+        return Verdict(False, "negation differs from the source", cov)
+    attributed = _FRAME.search(ev) or _ATTRIBUTION.search(clause)
+    if attributed and not _ATTRIBUTED.search(claim):
+        return Verdict(False, "states as fact what the source attributes to someone", cov)
+    sim = 0.0
+    if cov < COVERAGE_MIN and embed is not None:
+        vecs = embed([claim, ev])
+        sim = float(vecs[0] @ vecs[1])
+    if cov >= COVERAGE_MIN or (sim >= SIMILAR_MIN and cov >= SIMILAR_COVERAGE_MIN):
+        return Verdict(True, "supported", cov, sim)
+    return Verdict(False, f"the cited source does not carry this (word overlap {cov:.0%}, meaning {sim:.2f})",
+                   cov, sim)
