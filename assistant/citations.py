@@ -25,6 +25,7 @@ _CLUSTER = r"(?:\s*\[\s*[0-9]+(?:\s*(?:[-–,;]|and)\s*[0-9]+)*\s*\])+"
 _MOVE = re.compile(rf"([.!?…])({_CLUSTER})")
 
 Embed = Callable[[list[str]], np.ndarray]
+_HEADER = re.compile(r"^(?:#+\s*|(?:article|answer|sources?)\s*\d*\s*[:—-]\s*)+", re.IGNORECASE)
 
 
 def parse_markers(group: str) -> list[int]:
@@ -147,7 +148,9 @@ class CitedAnswer:
 
     def _judge(self, sentence: str, cited: list[Source]) -> tuple[bool, str, list[tuple[Source, int, int, str]]]:
         windows = [(s, *best_window(sentence, s)) for s in cited]
-        v = verify(sentence, [w[3] for w in windows], self.embed if self._embed else None)
+        articles = {s.source for s in cited}
+        context = " ".join([s.title for s in cited] + [s.text for s in self.sources if s.source in articles])
+        v = verify(sentence, [w[3] for w in windows], self.embed if self._embed else None, context)
         return v.supported, v.reason, windows
 
     def _find_support(self, sentence: str) -> tuple[list[tuple[Source, int, int, str]], str] | None:
@@ -168,6 +171,11 @@ class CitedAnswer:
 
     def add(self, sentence: str, markers: list[int]) -> str | None:
         """Judge one reply sentence; the text to show (with renumbered markers), or None when dropped."""
+        sentence = _HEADER.sub("", sentence).strip()  # small models copy the article headers they were shown
+        if not re.search(r"[^\W\d_]{2}", sentence):
+            self.checks.append(SentenceCheck(text=sentence, model_markers=markers, supported=False,
+                                             reason="not a sentence"))
+            return None
         if is_refusal(sentence) and len(sentence) < 160 and not re.search(r"\d", sentence):
             self.refused = True
             self.checks.append(SentenceCheck(text=sentence, markers=[], supported=False,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-from .answer import ABSTAIN_TEXT, Candidate, Evidence, OfflineAnswerer, candidates
+from .answer import ABSTAIN_TEXT, Candidate, Evidence, OfflineAnswerer, score
 from .citations import CitedAnswer, Source, complete_prefix, split_answer_sentences
 from .errors import ConfigError, LLMError
 from .schema import Answer, RetrievedContext
@@ -46,19 +46,19 @@ def count_tokens(text: str, model: str) -> int:
     return len(_encoding(model).encode_ordinary(text))
 
 
-def sentence_sources(evidence: Evidence, settings: Settings) -> list[Source]:
-    """The evidence the model sees: the retrieved chunks' sentences closest to the question (at most
+def sentence_sources(query: str, evidence: Evidence, settings: Settings) -> list[Source]:
+    """The evidence the model sees: the retrieved chunks' sentences the offline selector ranks highest (at most
     ``llm_max_sentences``, packed to the context window with tiktoken), numbered in reading order and
     grouped by article, so that a marker names one exact sentence."""
-    cands = candidates(evidence.contexts, evidence.corpus, evidence.query_vector)
+    cands = score(query, evidence).cands  # the offline selector's ranking: best evidence first
     article_rank: dict[str, int] = {}
-    for c in cands:
+    for c in sorted(cands, key=lambda c: c.rank):
         article_rank.setdefault(c.ctx.source, len(article_rank))
     model = settings.llm_model
     fixed = count_tokens(load_prompt("system.txt") + load_prompt("question.txt"), model) + 200
     budget = settings.llm_context_window - settings.llm_max_tokens - fixed
     kept: list[Candidate] = []
-    for c in sorted(cands, key=lambda c: -c.cos):
+    for c in cands:
         if len(kept) >= settings.llm_max_sentences or c.text.rstrip().endswith("?"):
             continue
         cost = count_tokens(c.text, model) + 6
@@ -79,7 +79,7 @@ def render_sources(sources: list[Source]) -> str:
         if s.source != current:
             current = s.source
             title = " ".join(s.title.split())[:100] or s.source
-            blocks.append(f"\nArticle: {title}" + (f" ({s.date})" if s.date else ""))
+            blocks.append(f"\n## {title}" + (f" ({s.date})" if s.date else ""))
         blocks.append(f"[{s.n}] {' '.join(s.text.split())}")
     return "\n".join(blocks).strip()
 
@@ -270,7 +270,7 @@ class LLMAnswerer:
 
     def stream(self, question: str, query: str, evidence: Evidence) -> Iterator[str | Answer]:
         t0 = time.perf_counter()
-        sources = sentence_sources(evidence, self.settings)
+        sources = sentence_sources(query, evidence, self.settings)
         built = CitedAnswer(sources, self.embed, repair=True, attribute_uncited=self.settings.llm_attribute_uncited,
                             keep_unsupported=self.settings.keep_unsupported)
         timings: dict[str, float] = {}

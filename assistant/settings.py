@@ -100,7 +100,7 @@ class Settings(BaseSettings):
         True, description="If the LLM fails, answer offline and say so in the answer."
     )
     llm_max_sentences: int = Field(
-        16, ge=1, le=200, description="Numbered sentences shown to the LLM as its sources (the ones closest to "
+        10, ge=1, le=200, description="Numbered sentences shown to the LLM as its sources (the ones closest to "
         "the question; small models answer better and faster from fewer).",
     )
     llm_attribute_uncited: bool = Field(

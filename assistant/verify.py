@@ -21,6 +21,8 @@ from . import text
 COVERAGE_MIN = 0.6  # supported on words alone
 SIMILAR_MIN = 0.7  # or meaning close enough ...
 SIMILAR_COVERAGE_MIN = 0.34  # ... with at least this much of the wording
+SIMILAR_FLOOR = 0.5  # and never when the meaning is this far off ("France is the capital of Europe" vs a
+#                      sentence that names France and European officials covers the words, not the claim)
 
 REFUSAL = re.compile(
     r"not in the articles|(?:do not|don't|does not|doesn't|did not|didn't) (?:cover|answer|say|mention|"
@@ -100,12 +102,41 @@ def _closest_clause(claim: str, evidence: str) -> str:
     return max(clauses, key=lambda c: coverage(claim, c)) if clauses else evidence
 
 
+def _speakers(evidence: str) -> set[str]:
+    """Who the source says is speaking: the head word of "according to X" or of "X said" ("ministry",
+    "smirnov", "war" of "the Institute for the Study of War")."""
+    heads: set[str] = set()
+    for m in _FRAME.finditer(evidence):
+        if m.group(0).lower() == "according to":
+            phrase = re.split(r"[,.;:]", evidence[m.end():], maxsplit=1)[0]
+        else:
+            phrase = re.split(r"[,.;:“\"]", evidence[: m.start()].rstrip(" ,"))[-1]
+        words = [w for w in text.WORD.findall(phrase.lower()) if w not in text.STOPWORDS]
+        words = words[:6] if m.group(0).lower() == "according to" else words[-6:]
+        if words:
+            heads.add(words[-1][:5])
+    return heads
+
+
+def _attributed(claim: str, evidence: str) -> bool:
+    """Does the claim keep who said it: a reporting word, or the speaker as its own subject ("ISW said they
+    had geolocated …" → "ISW geolocated …")?"""
+    if _ATTRIBUTED.search(claim):
+        return True
+    words = {w[:5] for w in text.WORD.findall(claim.lower())}
+    return bool(_speakers(evidence) & words)
+
+
 def is_refusal(sentence: str) -> bool:
     return bool(REFUSAL.search(sentence))
 
 
-def verify(claim: str, evidence: list[str], embed: Callable[[list[str]], np.ndarray] | None = None) -> Verdict:
-    """Judge a claim against the source sentences it cites."""
+def verify(claim: str, evidence: list[str], embed: Callable[[list[str]], np.ndarray] | None = None,
+           context: str = "") -> Verdict:
+    """Judge a claim against the source sentences it cites. ``context`` (the cited articles' titles and
+    their other sentences the reader was shown) may supply a name the sentence leaves implicit: "The
+    fighting is about 320 miles from Moscow" in an article about Kursk supports "The fighting in Kursk is
+    about 320 miles from Moscow"."""
     claim = " ".join(claim.split())
     ev = " ".join(" ".join(e.split()) for e in evidence)
     if not claim or not ev:
@@ -118,19 +149,21 @@ def verify(claim: str, evidence: list[str], embed: Callable[[list[str]], np.ndar
     extra = _numbers(claim) - _numbers(ev)
     if extra:
         return Verdict(False, f"numbers not in the cited sources: {', '.join(sorted(extra))}", cov)
-    names = _missing_names(claim, ev)
+    names = _missing_names(claim, ev + " " + context)
     if names:
         return Verdict(False, f"names not in the cited sources: {', '.join(names)}", cov)
     clause = _closest_clause(claim, ev)
     if _negations(claim) not in (_negations(clause), _negations(ev)) or (_negations(claim) and not _negations(ev)):
         return Verdict(False, "negation differs from the source", cov)
     attributed = _FRAME.search(ev) or _ATTRIBUTION.search(clause)
-    if attributed and not _ATTRIBUTED.search(claim):
+    if attributed and not _attributed(claim, ev):
         return Verdict(False, "states as fact what the source attributes to someone", cov)
-    sim = 0.0
-    if cov < COVERAGE_MIN and embed is not None:
+    sim = 1.0
+    if embed is not None:
         vecs = embed([claim, ev])
         sim = float(vecs[0] @ vecs[1])
+        if sim < SIMILAR_FLOOR:
+            return Verdict(False, f"the cited source means something else (meaning {sim:.2f})", cov, sim)
     if cov >= COVERAGE_MIN or (sim >= SIMILAR_MIN and cov >= SIMILAR_COVERAGE_MIN):
         return Verdict(True, "supported", cov, sim)
     return Verdict(False, f"the cited source does not carry this (word overlap {cov:.0%}, meaning {sim:.2f})",

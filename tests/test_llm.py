@@ -246,7 +246,7 @@ def test_a_mis_cited_sentence_is_repaired_in_the_stream(seeded: Assistant) -> No
     from assistant.llm import sentence_sources
 
     _, query, evidence, _ = kb._retrieve("How many North Korean troops did Russia deploy to Kursk?")
-    sources = sentence_sources(evidence, kb.settings)
+    sources = sentence_sources(query, evidence, kb.settings)
     right = next(s.n for s in sources if "12,000" in s.text)
     wrong = next(s.n for s in sources if s.n != right)
     stub = StubLLM("ok", reply=f"Russia deployed about 12,000 North Korean troops in October 2024 [{wrong}]. "
