@@ -104,6 +104,19 @@ def candidates(contexts: list[RetrievedContext], corpus: Corpus, qvec: Any) -> l
     return out
 
 
+class Coverage:
+    """The IDF-weighted share of a question's terms (or their corpus variants) that a set of terms has."""
+
+    def __init__(self, q_terms: list[str], corpus: Corpus) -> None:
+        self.weights = {t: corpus.idf(t) for t in q_terms}
+        self.total = sum(self.weights.values()) or 1.0
+        self.variants = {t: corpus.variants(t) for t in q_terms}
+        self.oov = sum(w for t, w in self.weights.items() if t not in corpus.df) / self.total
+
+    def __call__(self, found: set[str]) -> float:
+        return sum(w for t, w in self.weights.items() if self.variants[t] & found) / self.total
+
+
 def near_terms(q_terms: list[str], corpus: Corpus) -> set[str]:
     """Question terms (and variants) specific enough to anchor a number: not in most chunks."""
     out: set[str] = set()
@@ -135,14 +148,11 @@ def score(question: str, evidence: Evidence, model: selector.Model | None = None
     cands = candidates(evidence.contexts, corpus, evidence.query_vector)
     if not cands:
         return Scored(question, kind, [], unknown, near)
-    weights = {t: corpus.idf(t) for t in q_terms}
-    total = sum(weights.values()) or 1.0
-    variants = {t: corpus.variants(t) for t in q_terms}
-    oov = sum(w for t, w in weights.items() if t not in corpus.df) / total
-    article_terms: dict[str, set[str]] = {}
+    cover = Coverage(q_terms, corpus)
+    article_coverage: dict[str, float] = {}
     cons = text.constraints(question)
     for c in cands:
-        c.coverage = sum(w for t, w in weights.items() if variants[t] & c.terms) / total
+        c.coverage = cover(c.terms)
         c.kind_any = kind != "other" and text.kind_match(kind, c.text)
         c.kind_ok = c.kind_any and text.kind_match(kind, c.text, near)
         if cons:
@@ -154,14 +164,13 @@ def score(question: str, evidence: Evidence, model: selector.Model | None = None
     top_cov = max(c.coverage for c in cands)
     for c in cands:
         src = c.ctx.source
-        if src not in article_terms:
-            article_terms[src] = set(text.terms(corpus.article_text(src)))
-        art_cov = sum(w for t, w in weights.items() if variants[t] & article_terms[src]) / total
+        if src not in article_coverage:
+            article_coverage[src] = cover(corpus.article_terms(src))
         c.features = selector.features(c.cos, c.coverage, c.kind_any, c.kind_ok, kind, c.rank, c.text, top_cos,
-                                       top_cov, oov, art_cov, c.ctx.dense_score or 0.0, top_dense)
+                                       top_cov, cover.oov, article_coverage[src], c.ctx.dense_score or 0.0, top_dense)
         c.p = -1.0 if c.violations else model.predict(c.features)
         c.confidence = 0.0 if c.violations else selector.confidence(
-            c.cos, c.coverage, top_dense, kind != "other" and not c.kind_any, oov)
+            c.cos, c.coverage, top_dense, kind != "other" and not c.kind_any)
     cands.sort(key=lambda c: -c.p)
     return Scored(question, kind, cands, unknown, near)
 
@@ -185,8 +194,6 @@ def select(sc: Scored, threshold: float, max_sentences: int = 3) -> tuple[list[C
         if len(chosen) >= max_sentences or c.violations:
             break
         if c.confidence < threshold:
-            continue
-        if c.text.rstrip().endswith("?"):
             continue
         if all(c.ctx.source != o.ctx.source for o in chosen):
             # a second article may corroborate or disagree: a lower bar, on coverage alone
@@ -279,10 +286,7 @@ def overview(question: str, evidence: Evidence, max_sentences: int = 5, min_cos:
     if unknown or not contexts:
         return refusal(question, sc, evidence)
     qvec = evidence.embed(topic) if evidence.embed is not None else evidence.query_vector
-    t_terms = list(dict.fromkeys(text.terms(topic)))
-    weights = {t: corpus.idf(t) for t in t_terms}
-    total = sum(weights.values()) or 1.0
-    variants = {t: corpus.variants(t) for t in t_terms}
+    cover = Coverage(list(dict.fromkeys(text.terms(topic))), corpus)
     cons = text.constraints(topic)
     cands = []
     for c in candidates(contexts, corpus, qvec):
@@ -291,7 +295,7 @@ def overview(question: str, evidence: Evidence, max_sentences: int = 5, min_cos:
             continue
         if cons and text.violations(cons, c.text, corpus.article_text(c.ctx.source)):
             continue
-        c.coverage = sum(w for t, w in weights.items() if variants[t] & c.terms) / total
+        c.coverage = cover(c.terms)
         if c.coverage >= 0.5 or c.cos >= 0.5:  # about the topic, by its words or its meaning
             cands.append(c)
     if not cands or max(c.cos for c in cands) < min_cos:

@@ -25,6 +25,7 @@ _CLUSTER = r"(?:\s*\[\s*[0-9]+(?:\s*(?:[-–,;]|and)\s*[0-9]+)*\s*\])+"
 _MOVE = re.compile(rf"([.!?…])({_CLUSTER})")
 
 Embed = Callable[[list[str]], np.ndarray]
+REFUSED = "the model said the articles do not answer this"  # the check of a refusal sentence
 _HEADER = re.compile(r"^(?:#+\s*|(?:article|answer|sources?)\s*\d*\s*[:—-]\s*)+", re.IGNORECASE)
 
 
@@ -178,8 +179,7 @@ class CitedAnswer:
             return None
         if is_refusal(sentence) and len(sentence) < 160 and not re.search(r"\d", sentence):
             self.refused = True
-            self.checks.append(SentenceCheck(text=sentence, markers=[], supported=False,
-                                             reason="the model said the articles do not answer this"))
+            self.checks.append(SentenceCheck(text=sentence, markers=[], supported=False, reason=REFUSED))
             return None
         valid = [m for m in markers if 1 <= m <= len(self.sources)]
         dropped = [m for m in markers if m not in valid]

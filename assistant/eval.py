@@ -18,7 +18,7 @@ from typing import Any
 
 from . import selector
 from .assistant import Assistant
-from .citations import split_answer_sentences
+from .citations import REFUSED, split_answer_sentences
 from .errors import AssistantError
 from .ingest import read_text
 from .schema import Answer
@@ -189,9 +189,9 @@ def summarize(scored: list[Scored]) -> dict[str, Any]:
     if checks:  # LLM answers: what the verifier did with the model's sentences
         m["llm_sentences"] = len(checks)
         m["llm_sentences_kept"] = sum(c.supported for c in checks)
-        m["llm_sentences_dropped"] = sum(1 for c in checks if not c.supported and "do not answer" not in c.reason)
+        m["llm_sentences_dropped"] = sum(1 for c in checks if not c.supported and c.reason != REFUSED)
         m["llm_sentences_repaired"] = sum(c.repaired for c in checks)
-        m["llm_refusals"] = sum(1 for c in checks if "do not answer" in c.reason)
+        m["llm_refusals"] = sum(1 for c in checks if c.reason == REFUSED)
     conflicts = [s for s in scored if s.conflict_ok is not None]
     m["conflicts_surfaced"] = _ratio(sum(bool(s.conflict_ok) for s in conflicts), len(conflicts))
     for name, attr in (("ours", "rank"), ("baseline_dense", "baseline_rank")):

@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from .answer import ABSTAIN_TEXT, Candidate, Evidence, OfflineAnswerer, score
-from .citations import CitedAnswer, Source, complete_prefix, split_answer_sentences
+from .citations import REFUSED, CitedAnswer, Source, complete_prefix, split_answer_sentences
 from .errors import ConfigError, LLMError
 from .schema import Answer, RetrievedContext
 from .settings import PROMPTS_DIR, Settings
@@ -221,7 +221,7 @@ def _finish(built: CitedAnswer, question: str, reply: str, settings: Settings, c
             ) -> Answer:
     answer = Answer(question=question, text=built.text, citations=built.citations, sentences=built.checks,
                     answerer=f"llm:{settings.llm_model}", contexts=contexts)
-    dropped = sum(1 for c in built.checks if not c.supported and "do not answer" not in c.reason)
+    dropped = sum(1 for c in built.checks if not c.supported and c.reason != REFUSED)
     repaired = sum(1 for c in built.checks if c.repaired)
     if repaired:
         answer.notes.append(f"Re-cited {repaired} sentence{'s' * (repaired > 1)} to the source that supports it.")
@@ -234,16 +234,6 @@ def _finish(built: CitedAnswer, question: str, reply: str, settings: Settings, c
         elif not built.refused:
             answer.notes.append("No sentence of the LLM's reply was supported by the sources.")
     return answer
-
-
-def verified_answer(question: str, reply: str, sources: list[Source], settings: Settings,
-                    embed: Any = None, contexts: list[RetrievedContext] | None = None) -> Answer:
-    """Turn a whole LLM reply into an Answer whose every kept sentence is verified (and repaired)."""
-    built = CitedAnswer(sources, embed, repair=True, attribute_uncited=settings.llm_attribute_uncited,
-                        keep_unsupported=settings.keep_unsupported)
-    for sentence, markers in split_answer_sentences(reply):
-        built.add(sentence, markers)
-    return _finish(built, question, reply, settings, contexts or [])
 
 
 class LLMAnswerer:
@@ -279,20 +269,19 @@ class LLMAnswerer:
         try:
             if not sources:
                 raise _NoSources
-            pending = ""
-            for piece in self.client.stream(messages_for(query, render_sources(sources))):
-                if not raw:
-                    timings["first_token"] = time.perf_counter() - t0
-                raw.append(piece)
-                done, pending = complete_prefix(pending + piece)
-                for sentence, markers in split_answer_sentences(done):
-                    out = built.add(sentence, markers)
-                    if out:
-                        if not shown:
-                            timings["first_sentence"] = time.perf_counter() - t0
-                        yield (" " if shown else "") + out
-                        shown += 1
-            for sentence, markers in split_answer_sentences(pending):
+
+            def complete_sentences() -> Iterator[tuple[str, list[int]]]:
+                """The reply's sentences, each as soon as the next one has begun; the last at the end."""
+                pending = ""
+                for piece in self.client.stream(messages_for(query, render_sources(sources))):
+                    if not raw:
+                        timings["first_token"] = time.perf_counter() - t0
+                    raw.append(piece)
+                    done, pending = complete_prefix(pending + piece)
+                    yield from split_answer_sentences(done)
+                yield from split_answer_sentences(pending)
+
+            for sentence, markers in complete_sentences():
                 out = built.add(sentence, markers)
                 if out:
                     if not shown:

@@ -98,20 +98,27 @@ class Corpus:
         self.sources = sorted({r.source for r in records})
         self.titles = {r.source: r.title for r in records}
         self.bm25 = _bm25_index(self.tokens) if records else None
-        self.dates = {r.source: r.date for r in records}
         self.sentences: Sentences = Sentences([], None)
         self.revision = ""  # the index revision this state was built from (set by open_corpus)
-        self._articles: dict[str, str] = {}
+        self._positions = self._by_source()
+
+    def _by_source(self) -> dict[str, list[int]]:
+        """Positions of each article's chunks in ``records`` (derived, never stored)."""
+        out: dict[str, list[int]] = {}
+        for i, r in enumerate(self.records):
+            out.setdefault(r.source, []).append(i)
+        return out
 
     def article_text(self, source: str) -> str:
         """An article's indexed text (its chunks joined), for checks that look beyond one sentence."""
-        text = self._articles.get(source)
-        if text is None:
-            text = "\n".join(r.text for r in self.records if r.source == source)
-            if len(self._articles) > 256:
-                self._articles.clear()
-            self._articles[source] = text
-        return text
+        return "\n".join(self.records[i].text for i in self._positions.get(source, ()))
+
+    def article_terms(self, source: str) -> set[str]:
+        """An article's terms: the union of its chunks' stored terms (nothing is re-stemmed)."""
+        positions = self._positions.get(source, ())
+        if self._tokens is not None:
+            return {t for i in positions for t in self._tokens[i]}
+        return {t for i in positions for t in self._joined[i].split()}
 
     @property
     def tokens(self) -> list[list[str]]:
@@ -123,15 +130,15 @@ class Corpus:
     def __getstate__(self) -> dict[str, Any]:
         """Terms go to disk as one string per chunk: millions of small strings are slow to unpickle,
         and answering never needs them (only the BM25 index built from them)."""
-        state = {k: v for k, v in self.__dict__.items() if k not in ("by_id", "_tokens", "_joined", "_articles")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("by_id", "_tokens", "_joined", "_positions")}
         state["_joined"] = self._joined if self._tokens is None else [" ".join(t) for t in self._tokens]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._tokens = None
-        self._articles = {}
         self.by_id = {r.id: r for r in getattr(self, "records", [])}
+        self._positions = self._by_source()
 
     def correct(self, text: str) -> str:
         """Replace words the articles never use by the closest word they do (typos: 'governer')."""

@@ -118,7 +118,6 @@ NUMBER = re.compile(
     r"thirty|forty|fifty|hundred|hundreds|thousand|thousands|dozens?|half|million)\b",
     re.IGNORECASE,
 )
-_DIGITS = re.compile(r"\d[\d,.]*\d|\d")
 MONTHS = ("january february march april may june july august september october november december").split()
 DATE = re.compile(
     r"\b(?:January|February|March|April|May|June|July|August|September|October|November|"
@@ -134,11 +133,6 @@ _WORD_NUMBERS = {
 _FRACTION = re.compile(r"\b(?:a|one|two) (third|thirds|quarter|fifth|tenth)s?\b", re.IGNORECASE)
 _TOKEN = re.compile(r"\d[\d,.]*\d|\d|[^\W\d_]+", re.UNICODE)
 _YEAR = re.compile(r"(?:19|20)\d\d")
-
-
-def digit_numbers(text: str) -> set[str]:
-    """Every digit group of a text, commas and a trailing dot removed ("12,000." -> "12000")."""
-    return {n.replace(",", "").rstrip(".") for n in _DIGITS.findall(text)}
 
 
 def numbers(text: str, near: set[str] | None = None, window: int = 5) -> set[str]:
@@ -181,6 +175,12 @@ OPENERS = frozenset(
     articles article answer
     """.split()
 )
+
+
+def mentions(name: str, lowered: str) -> bool:
+    """Does the (lower-cased) text mention the name, as a word or a word starting with its first five
+    letters (Zelensky ~ Zelenskyy), never inside another word (China is not in Rubanshchina)?"""
+    return re.search(r"\b" + re.escape(name[:5] if len(name) > 5 else name), lowered) is not None
 
 
 def names(text: str, first_word: bool = False) -> set[str]:
@@ -297,9 +297,8 @@ def identifiers(text: str) -> set[str]:
     return out
 
 
-def constraints(question: str, known_names: set[str] | None = None) -> Constraints:
-    """What the question pins down. Names are capitalised words after the first word (or, in a question
-    typed in lower case, words that are names in the corpus: ``known_names``)."""
+def constraints(question: str) -> Constraints:
+    """What the question pins down. Names are capitalised words after the first word."""
     found_names: set[str] = set()
     words = _CAPITAL.findall(question)
     first = re.match(r"\s*([A-Za-z’'-]+)", question)
@@ -331,10 +330,7 @@ def violations(c: Constraints, sentence: str, article: str) -> list[str]:
             out.append(f"{label} {', '.join(sorted(wanted))}")
     if c.names:
         low_s, low_a = sentence.lower(), article.lower()
-        for n in sorted(c.names):
-            stem = re.compile(r"\b" + re.escape(n[:5] if len(n) > 5 else n))  # Zelensky ~ Zelenskyy
-            if not stem.search(low_s) and not stem.search(low_a):
-                out.append(f"name {n}")
+        out += [f"name {n}" for n in sorted(c.names) if not mentions(n, low_s) and not mentions(n, low_a)]
     return out
 
 
@@ -380,9 +376,6 @@ def unknown_terms(question: str, vocabulary: set[str], stems: Any = ()) -> list[
             out.append(w)
             continue
         if low in english or low.rstrip("s") in english or low.rstrip("s") in vocabulary:
-            continue
-        if w[0].isupper() and english:  # a name the corpus does not have
-            out.append(w)
             continue
         out.append(w)
     return out

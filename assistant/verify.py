@@ -83,12 +83,7 @@ def _numbers(s: str) -> set[str]:
 
 def _missing_names(claim: str, evidence: str) -> list[str]:
     low = evidence.lower()
-    out = []
-    for n in sorted(text.names(claim)):
-        stem = n[:5] if len(n) > 5 else n
-        if not re.search(r"\b" + re.escape(stem), low):
-            out.append(n)
-    return out
+    return [n for n in sorted(text.names(claim)) if not text.mentions(n, low)]
 
 
 def _negations(s: str) -> int:
