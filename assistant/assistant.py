@@ -12,24 +12,33 @@ from typing import Any
 
 from .answer import Answerer, Evidence, OfflineAnswerer
 from .embed import OnnxEmbedder
-from .errors import IndexUnavailableError, LLMError, QuestionError
-from .index import Index, wipe_local_index
+from .errors import AssistantError, DocumentsError, IndexUnavailableError, LLMError, QuestionError
+from .filecheck import Changes, Files, check_answer, current_contexts, stale_note
+from .index import CollectionGone, Index
+from .index import rebuild as rebuild_index
 from .llm import LLMAnswerer, LLMClient, load_prompt
 from .retrieve import Corpus, HybridRetriever, open_corpus
 from .schema import Answer, RetrievedContext, SyncReport
 from .settings import Settings
-from .text import STOPWORDS
+from .text import STOPWORDS, visible
 
 log = logging.getLogger(__name__)
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def clean_question(question: str, max_chars: int) -> str:
     """Validate a question; raises QuestionError with what to do."""
     if not isinstance(question, str):
         raise QuestionError(f"The question must be text, not {type(question).__name__}.")
-    q = " ".join(_CONTROL.sub(" ", question).split())
+    bad = _SURROGATE.search(question)
+    if bad:  # bytes that were not UTF-8 (the terminal or a file in another encoding), kept as surrogates
+        raise QuestionError(
+            f"The question has a byte that is not valid UTF-8 (\\x{ord(bad.group()) & 0xFF:02x} at character "
+            f"{bad.start() + 1}). Set your terminal to UTF-8 (e.g. LANG=C.UTF-8) or retype the question."
+        )
+    q = " ".join(_CONTROL.sub(" ", visible(question)).split())
     if not q:
         raise QuestionError(
             "The question is empty. Ask something about the articles, e.g. "
@@ -63,10 +72,7 @@ class Assistant:
             values["docs_dir"] = Path(docs_dir)
         if index_dir is not None:
             values["index_dir"] = Path(index_dir)
-        base = settings or Settings()
-        self.settings = base.model_copy(update=values) if values else base
-        if values:  # re-validate overrides
-            self.settings = Settings.model_validate(self.settings.model_dump())
+        self.settings = Settings.load(settings, **values)
         self.embedder = OnnxEmbedder(self.settings.embed_model, self.settings.embed_batch_size)
         self._lock = threading.RLock()
         self._index: Index | None = None
@@ -76,6 +82,7 @@ class Assistant:
         offline = OfflineAnswerer(self.settings.abstain_threshold)
         self.answerer: Answerer = (LLMAnswerer(self.settings, offline, self.embedder.embed) if self.settings.use_llm()
                                    else offline)
+        self.files = Files(Path(self.settings.docs_dir), self.settings.follow_external_links)
         self.last_sync: SyncReport | None = None
         self.last_sync_at: float | None = None
 
@@ -90,39 +97,90 @@ class Assistant:
     def sync(self, rebuild: bool = False) -> SyncReport:
         """Bring the index in line with the documents folder (incremental by content hash)."""
         with self._lock:
-            if rebuild:
-                self._index = None
-                self._retriever = None
-                if self.settings.chroma_host:
-                    idx = Index(self.settings, self.embedder)
-                    idx.client.delete_collection(self.settings.collection_name())
-                    idx.client.delete_collection(self.settings.sentence_collection_name())
+            docs = Path(self.settings.docs_dir)
+            try:
+                if rebuild:
+                    self._index = None
+                    self._retriever = None
+                    report = rebuild_index(self.settings, self.embedder, docs)
                 else:
-                    wipe_local_index(self.settings)
-            report = self.index.sync(Path(self.settings.docs_dir))
-            if self._retriever is not None and self.index.revision() != self._revision:
+                    self._refresh()
+                    report = self.index.sync(docs)
+            except AssistantError:
+                raise
+            except Exception as exc:
+                raise self._index_failure(exc, during="sync") from None
+            if self._retriever is not None and self.index.complete_revision() != self._revision:
                 self._retriever = None  # the collection changed: reload the retrieval state on next use
             self.last_sync, self.last_sync_at = report, time.time()
             return report
 
+    def _refresh(self) -> bool:
+        """Notice what other processes did since the last question; True when the retrieval state must be
+        loaded again. A rebuild (a new on-disk generation) or a dropped collection (another process synced
+        with other settings: it is built again) discard it; a sync (a new complete revision) reopens the
+        collections so the vector index sees the other process's writes. Costs one small file read and one
+        metadata read, and never waits for a running sync."""
+        idx = self._index
+        if idx is None:
+            return True
+        if idx.moved():
+            log.info("the index was rebuilt by another process: reopening it")
+            self._index = self._retriever = None
+            return True
+        for attempt in range(4):
+            try:
+                revision = idx.complete_revision()
+                break
+            except CollectionGone:
+                if attempt == 3:
+                    log.warning("the collection was dropped by another process: building it again from %s",
+                                self.settings.docs_dir)
+                    self._index = self._retriever = None
+                    return True
+                time.sleep(0.25)  # a rebuild on a Chroma server renames its new collection into place
+        if self._retriever is not None and revision != self._revision:
+            log.info("the index changed (another process synced): reloading")
+            idx.reopen()
+            return True
+        return self._retriever is None
+
+    def _load(self) -> HybridRetriever:
+        index = self.index
+        if index.count() == 0:
+            log.info("index is empty: syncing %s first", self.settings.docs_dir)
+            self.sync()
+            index = self.index
+            if index.count() == 0:
+                raise DocumentsError(
+                    f"No articles are indexed: the documents folder {str(self.settings.docs_dir)!r} has no "
+                    "readable .txt/.md articles. Add some and run assistant ingest."
+                )
+        corpus = open_corpus(index)
+        self._retriever = HybridRetriever(self.settings, index, self.embedder, corpus)
+        self._revision = corpus.revision
+        return self._retriever
+
     def _ready(self) -> HybridRetriever:
+        """The retriever for the last complete revision of the index. While another process is writing, a
+        reload can fail; then the state already loaded keeps answering (every citation is checked against
+        the files anyway), and a process with none yet tries again a few times."""
         with self._lock:
-            if self._retriever is None:
-                index = self.index
+            for attempt in range(6):
                 try:
-                    empty = index.count() == 0
+                    if not self._refresh() and self._retriever is not None:
+                        return self._retriever
+                    return self._load()
+                except AssistantError:
+                    raise
                 except Exception as exc:
-                    raise self._index_failure(exc) from None
-                if empty:
-                    log.info("index is empty: syncing %s first", self.settings.docs_dir)
-                    self.sync()
-                try:
-                    corpus = open_corpus(index)
-                    self._revision = corpus.revision
-                    self._retriever = HybridRetriever(self.settings, index, self.embedder, corpus)
-                except Exception as exc:
-                    raise self._index_failure(exc) from None
-            return self._retriever
+                    if self._retriever is not None:
+                        log.info("the index is being written (%s): answering from the state loaded before", exc)
+                        return self._retriever
+                    if attempt == 5:
+                        raise self._index_failure(exc) from None
+                    time.sleep(0.1 * 2**attempt)
+            raise AssertionError("unreachable")
 
     def prepare(self) -> None:
         """Load (or build and save) the retrieval state now, so the first question is fast."""
@@ -150,31 +208,44 @@ class Assistant:
             return f"LLM {self.settings.llm_model} at {self.settings.llm_base_url or 'OpenAI'}"
         return "offline (no LLM)"
 
-    def _retrieve(self, question: str) -> tuple[str, str, Evidence, dict[str, float]]:
+    def _retrieve(self, question: str) -> tuple[str, str, Evidence, dict[str, float], Changes]:
         t0 = time.perf_counter()
         q = clean_question(question, self.settings.max_question_chars)
         retriever = self._ready()
         t1 = time.perf_counter()
         query = retriever.corpus.correct(q)
-        try:
-            contexts = retriever.retrieve(query)
-            evidence = Evidence(contexts, retriever.corpus, retriever.query_vector(query), retriever.retrieve,
-                                retriever.query_vector)
-        except Exception as exc:
-            raise self._index_failure(exc) from None
-        t2 = time.perf_counter()
-        return q, query, evidence, {"prepare": t1 - t0, "retrieve": t2 - t1}
+        changes = Changes()
 
-    def _index_failure(self, exc: Exception) -> IndexUnavailableError:
+        def current(query: str, k: int | None = None) -> list[RetrievedContext]:
+            """Retrieved chunks still in their files as they are now (another process may be ahead of us)."""
+            return current_contexts(retriever.retrieve(query, k), self.files, changes)
+
+        for attempt in range(3):
+            try:
+                contexts = current(query)
+                break
+            except Exception as exc:  # a writer in another process changed what the search was reading
+                if attempt == 2:
+                    raise self._index_failure(exc) from None
+                time.sleep(0.1)
+        evidence = Evidence(contexts, retriever.corpus, retriever.query_vector(query), current, retriever.query_vector)
+        t2 = time.perf_counter()
+        return q, query, evidence, {"prepare": t1 - t0, "retrieve": t2 - t1}, changes
+
+    def _index_failure(self, exc: Exception, during: str = "search") -> IndexUnavailableError:
         s = self.settings
+        what = "during the sync" if during == "sync" else "while answering"
         if s.chroma_host:
+            after = ("What was written is kept: start the server again and re-run assistant ingest to finish."
+                     if during == "sync" else "Check that it is running and ask again.")
             return IndexUnavailableError(
-                f"The Chroma server at {s.chroma_host}:{s.chroma_port} stopped answering "
-                f"({type(exc).__name__}: {exc}). Check that it is running and ask again."
+                f"The Chroma server at {s.chroma_host}:{s.chroma_port} stopped answering {what} "
+                f"({type(exc).__name__}: {exc}). {after}"
             )
         return IndexUnavailableError(
-            f"Searching the index at {s.resolved_index_dir()} failed ({type(exc).__name__}: {exc}). "
-            "Rebuild it with: assistant ingest --rebuild"
+            f"The index at {s.resolved_index_dir()} failed {what} ({type(exc).__name__}: {exc}). "
+            "If this repeats, rebuild it with: assistant ingest --rebuild (the current index is kept until the "
+            "new one is complete)."
         )
 
     def ask(self, question: str) -> Answer:
@@ -190,7 +261,7 @@ class Assistant:
         """Yield the answer text as it arrives, then the verified Answer as the last item.
 
         The one answer path: ``ask`` and ``chat`` go through it too."""
-        q, query, evidence, timings = self._retrieve(question)
+        q, query, evidence, timings, changes = self._retrieve(question)
         t0 = time.perf_counter()
         answer: Answer | None = None
         for item in self.answerer.stream(q, query, evidence):
@@ -199,6 +270,9 @@ class Assistant:
             else:
                 yield item
         assert answer is not None
+        answer = check_answer(answer, self.files, changes)
+        if changes.gone:
+            answer.notes.append(stale_note(changes.gone))
         timings["answer"] = time.perf_counter() - t0
         timings["total"] = timings["prepare"] + timings["retrieve"] + timings["answer"]
         answer.timings = {**answer.timings, **timings}
@@ -267,7 +341,7 @@ _default_lock = threading.Lock()
 
 def ask(question: str, settings: Settings | None = None) -> Answer:
     """Answer from the default documents folder (settings/env); the index syncs on first use."""
-    settings = settings or Settings()
+    settings = settings or Settings.load()
     key = settings.model_dump_json()
     with _default_lock:
         kb = _default.get(key)

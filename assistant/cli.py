@@ -12,15 +12,29 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
 import textwrap
 from typing import Any
 
 from .errors import AssistantError
+from .text import visible
+
+
+def safe(text: str) -> str:
+    """Text that cannot drive the terminal: article text may carry escape sequences (window titles, links,
+    colours) and control characters; they are removed (tabs and newlines kept)."""
+    return visible(text)
+
+
+def _json_safe(text: str) -> str:
+    """JSON output keeps quotes verbatim; C1 controls (which json.dumps leaves raw) are escaped."""
+    return re.sub(r"[\x7f-\x9f\u202a-\u202e\u2066-\u2069]", lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _out(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(safe(text) + "\n")
     sys.stdout.flush()
 
 
@@ -42,7 +56,8 @@ def _print_answer(answer: Any) -> None:
         _out()
         _out("Sources:")
         for n, c in enumerate(answer.citations, start=1):
-            _out(f"[{n}] {c.source}  chars {c.start}-{c.end}  — {c.title[:70]}")
+            dated = f" ({c.date})" if c.date else ""
+            _out(f"[{n}] {c.source}  chars {c.start}-{c.end}  — {c.title[:70]}{dated}")
             for line in textwrap.wrap(f"“{c.quote}”", width=100):
                 _out(f"    {line}")
 
@@ -50,10 +65,14 @@ def _print_answer(answer: Any) -> None:
 def cmd_ingest(args: argparse.Namespace) -> int:
     kb = _assistant(args, docs=args.dir)
     report = kb.sync(rebuild=args.rebuild)
-    kb.prepare()
     _out(report.summary())
     for skipped in report.skipped:
         _out(f"skipped: {skipped}")
+    if report.files_total == 0:
+        _out(f"warning: {kb.settings.docs_dir} has no readable .txt/.md/.markdown articles, so the index is empty; "
+             "add some and run assistant ingest again.")
+        return 1
+    kb.prepare()
     return 0
 
 
@@ -63,7 +82,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         answer = None
         for piece in kb.stream(args.question):
             if isinstance(piece, str):
-                sys.stdout.write(piece)
+                sys.stdout.write(safe(piece))
                 sys.stdout.flush()
             else:
                 answer = piece
@@ -77,7 +96,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         if not args.json:
             _print_answer(answer)
     if args.json and answer is not None:
-        _out(answer.model_dump_json(indent=2))
+        sys.stdout.write(_json_safe(answer.model_dump_json(indent=2)) + "\n")
     return 0
 
 
@@ -85,7 +104,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     kb = _assistant(args)
     hits = kb.search(args.query, k=args.k)
     if args.json:
-        _out(json.dumps([h.model_dump() for h in hits], indent=2))
+        sys.stdout.write(_json_safe(json.dumps([h.model_dump() for h in hits], indent=2)) + "\n")
         return 0
     for n, h in enumerate(hits, start=1):
         dense = f"{h.dense_score:.3f}" if h.dense_score is not None else "-"
@@ -162,8 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose else logging.ERROR)
     try:
         return int(args.func(args))
+    except BrokenPipeError:  # `assistant ask … | head -1`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except AssistantError as exc:
-        sys.stderr.write(f"Error: {exc}\n")
+        sys.stderr.write(safe(f"Error: {exc}") + "\n")
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
@@ -171,10 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the user never sees a traceback; -v shows it
         if args.verbose:
             raise
-        sys.stderr.write(
+        sys.stderr.write(safe(
             f"Unexpected error: {type(exc).__name__}: {exc}\n"
-            "Run again with -v for details, or rebuild the index with: assistant ingest --rebuild\n"
-        )
+            "This is a bug in assistant, not a problem with your articles or index. Run again with -v for the "
+            "details and report them.") + "\n")
         return 2
 
 

@@ -403,7 +403,7 @@ def labelled(kb: Assistant, questions: list[dict[str, Any]], corpus: str) -> lis
     for q in questions:
         if q.get("min_sources") is not None:
             continue
-        _, query, evidence, _ = kb._retrieve(q["question"])
+        _, query, evidence, _, _ = kb._retrieve(q["question"])
         sc = score_candidates(query, evidence)
         facts = q["required"]
         x = np.array([c.features for c in sc.cands]) if sc.cands else np.zeros((0, len(selector.FEATURES)))

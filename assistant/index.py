@@ -2,6 +2,11 @@
 
 The collection itself is the manifest: every chunk carries its article's path and content hash,
 so a sync compares the folder against what is stored and embeds only what is new.
+
+An on-disk index folder holds generations: ``CURRENT`` names the folder (``gen-<hex>``) with the Chroma
+database in use. ``--rebuild`` builds a new generation beside the working one and switches ``CURRENT`` only
+when it is complete, so a failed rebuild loses nothing; other processes notice the switch on their next
+question and reopen. Readers never take the writers' lock.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import logging
 import os
 import pickle
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,8 +48,79 @@ def _chroma_settings() -> Any:
     return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
 
 
-def open_client(settings: Settings) -> Any:
-    """A Chroma client: HTTP when chroma_host is set, otherwise persistent on disk."""
+class CollectionGone(IndexUnavailableError):
+    """The collection was deleted (by another process's sync with other settings, or a rebuild)."""
+
+
+def _writable_dir(path: Path, what: str = "index folder") -> Path:
+    """Create path if needed; a folder that cannot be made says which setting to change."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IndexUnavailableError(
+            f"Cannot create the {what} {path} ({exc.strerror or exc}). Set ASSISTANT_INDEX_DIR "
+            "(or --index) to a folder you can write to."
+        ) from None
+    return path
+
+
+def current_generation(settings: Settings) -> Path | None:
+    """The folder of the on-disk index in use: the one CURRENT names, the index folder itself for an index
+    made before generations existed, or None when there is no index yet."""
+    root = settings.resolved_index_dir()
+    try:
+        name = (root / "CURRENT").read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        name = ""
+    except OSError as exc:
+        raise IndexUnavailableError(f"Cannot read {root / 'CURRENT'} ({exc.strerror}).") from None
+    if name and "/" not in name and (root / name).is_dir():
+        return root / name
+    if (root / "chroma.sqlite3").exists():
+        return root
+    return None
+
+
+def _set_current(root: Path, gen: Path) -> None:
+    tmp = root / f"CURRENT.tmp{os.getpid()}"
+    tmp.write_text(gen.name + "\n", encoding="utf-8")
+    os.replace(tmp, root / "CURRENT")
+
+
+def _new_generation(root: Path) -> Path:
+    gen = root / f"gen-{uuid.uuid4().hex[:12]}"
+    _writable_dir(gen)
+    return gen
+
+
+def _drop_generation(root: Path, gen: Path | None) -> None:
+    """Delete an index generation that is no longer CURRENT (for the pre-generation layout: its files)."""
+    if gen is None:
+        return
+    if gen != root:
+        shutil.rmtree(gen, ignore_errors=True)
+        return
+    for child in root.iterdir():  # the old layout: Chroma's files sit beside CURRENT and the generations
+        if child.name in ("CURRENT", ".sync.lock") or child.name.startswith("gen-"):
+            continue
+        if child.is_dir():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _forget_client(path: Path) -> None:
+    """Make the next PersistentClient for path load the database again. Chroma keeps one system per path
+    in a process, whose vector index does not see other processes' writes; clients made before keep
+    working on the old one."""
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient._identifier_to_system.pop(str(path), None)
+    SharedSystemClient._identifier_to_refcount.pop(str(path), None)
+
+
+def open_client(settings: Settings, path: Path | None = None) -> Any:
+    """A Chroma client: HTTP when chroma_host is set, otherwise persistent on disk at path."""
     import chromadb
 
     if settings.chroma_host:
@@ -60,45 +137,59 @@ def open_client(settings: Settings) -> Any:
                 "the on-disk index."
             ) from None
         return client
-    path = settings.resolved_index_dir()
+    assert path is not None
+    _writable_dir(path)
     try:
-        path.mkdir(parents=True, exist_ok=True)
         client = chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
         client.list_collections()
     except Exception as exc:
         raise IndexUnavailableError(
             f"The index at {path} cannot be opened ({type(exc).__name__}: {exc}). It may be "
             f"corrupted. Rebuild it from the articles with: assistant ingest --rebuild "
-            f"(or delete {path} and run assistant ingest)."
+            f"(the damaged copy is kept until the new one is complete)."
         ) from None
     return client
 
 
-def wipe_local_index(settings: Settings) -> None:
-    """Delete the on-disk index folder (used by --rebuild)."""
-    from chromadb.api.client import SharedSystemClient
-
-    SharedSystemClient.clear_system_cache()  # chroma caches one system per path in-process
-    path = settings.resolved_index_dir()
-    if path.exists():
-        shutil.rmtree(path)
-        log.warning("deleted index folder %s", path)
+_held: dict[str, int] = {}
+_held_lock = threading.Lock()
+_path_locks: dict[str, threading.RLock] = {}
 
 
 @contextlib.contextmanager
 def sync_lock(settings: Settings) -> Iterator[None]:
-    """Serialise syncs of one on-disk index across processes."""
+    """Serialise syncs of one on-disk index across processes (and threads); re-entrant in a thread.
+    Only writers take it: asking never waits for a sync."""
     if settings.chroma_host:
         yield
         return
-    path = settings.resolved_index_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    with open(path / ".sync.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    root = _writable_dir(settings.resolved_index_dir())
+    key = str(root.resolve())
+    with _held_lock:
+        rlock = _path_locks.setdefault(key, threading.RLock())
+    with rlock:
+        if _held.get(key):
+            _held[key] += 1
+            try:
+                yield
+            finally:
+                _held[key] -= 1
+            return
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh = open(root / ".sync.lock", "w")  # noqa: SIM115  (held across the yield)
+        except OSError as exc:
+            raise IndexUnavailableError(
+                f"Cannot write the lock file in {root} ({exc.strerror}). Set ASSISTANT_INDEX_DIR to a folder "
+                "you can write to."
+            ) from None
+        with fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            _held[key] = 1
+            try:
+                yield
+            finally:
+                _held[key] = 0
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 _CACHE_FORMAT = 3
@@ -191,60 +282,106 @@ def get_sentences(collection: Any, sources: list[str] | None = None) -> tuple[li
 
 
 class Index:
-    """One Chroma collection of article chunks, named after the settings that shape it."""
+    """The chunk and sentence collections of one documents folder, named after the settings that shape them."""
 
-    def __init__(self, settings: Settings, embedder: OnnxEmbedder) -> None:
+    def __init__(self, settings: Settings, embedder: OnnxEmbedder, path: Path | None = None,
+                 names: tuple[str, str] | None = None) -> None:
         self.settings = settings
         self.embedder = embedder
         self._dirty = False
-        with sync_lock(settings):  # another process may be creating the same on-disk index right now
-            self.client = open_client(settings)
-            self.collection = self._open_collection(settings.collection_name())
-            self.sentences = self._open_collection(settings.sentence_collection_name())
+        self.names = names or (settings.collection_name(), settings.sentence_collection_name())
+        self.path: Path | None = None  # the on-disk generation (None with a Chroma server)
+        if not settings.chroma_host:
+            self.path = path or current_generation(settings)
+            if self.path is None:  # no index yet: make the first generation (once, under the writers' lock)
+                with sync_lock(settings):
+                    self.path = current_generation(settings)
+                    if self.path is None:
+                        root = settings.resolved_index_dir()
+                        self.path = _new_generation(root)
+                        _set_current(root, self.path)
+        self._open()
+
+    def _open(self) -> None:
+        self.client = open_client(self.settings, self.path)
+        self.collection = self._open_collection(self.names[0])
+        self.sentences = self._open_collection(self.names[1])
+
+    def reopen(self) -> None:
+        """Load the collections again, seeing every other process's writes (on disk Chroma keeps a
+        process's own view of the vector index until it is reopened)."""
+        if self.path is not None:
+            _forget_client(self.path)
+        self._open()
+
+    def moved(self) -> bool:
+        """True when another process switched the on-disk index to a new generation (a rebuild)."""
+        return self.path is not None and current_generation(self.settings) != self.path
 
     def _open_collection(self, name: str) -> Any:
         settings = self.settings
-        try:
-            return self.client.get_or_create_collection(
-                name=name,
-                metadata={"hnsw:space": "cosine", "embed_model": settings.embed_model},
-                embedding_function=None,
-            )
-        except Exception as exc:
-            raise IndexUnavailableError(
-                f"Cannot open the collection {name} ({exc}). "
-                "Rebuild the index: assistant ingest --rebuild."
-            ) from None
+        last: Exception | None = None
+        for _ in range(3):  # two processes creating it at once: the loser finds the winner's
+            try:
+                return self.client.get_or_create_collection(
+                    name=name,
+                    metadata={"hnsw:space": "cosine", "embed_model": settings.embed_model},
+                    embedding_function=None,
+                )
+            except Exception as exc:
+                last = exc
+                time.sleep(0.05)
+        raise IndexUnavailableError(
+            f"Cannot open the collection {name} ({last}). Rebuild the index: assistant ingest --rebuild."
+        ) from None
 
     def count(self) -> int:
         return int(self.collection.count())
 
+    def _metadata(self) -> dict[str, Any]:
+        """The collection's current metadata as stored (not the copy read when it was opened)."""
+        try:
+            return dict(self.client.get_collection(self.names[0]).metadata or {})
+        except Exception as exc:
+            if "does not exist" in str(exc) or type(exc).__name__ == "NotFoundError":
+                raise CollectionGone(
+                    f"The collection {self.names[0]} was removed (another process synced with other settings, "
+                    "or rebuilt the index)."
+                ) from None
+            raise
+
     def revision(self) -> str:
-        """A token that changes whenever a sync changes the collection (kept in its metadata, so it
-        is shared by every process and machine using the same Chroma)."""
-        meta = self.client.get_collection(self.settings.collection_name()).metadata or {}
-        return str(meta.get("revision", ""))
+        """A token that changes whenever a sync writes to the collection (kept in its metadata, so it is
+        shared by every process and machine using the same Chroma)."""
+        return str(self._metadata().get("revision", ""))
+
+    def complete_revision(self) -> str:
+        """The revision the last finished sync left: what readers answer from while a sync runs."""
+        meta = self._metadata()
+        return str(meta.get("complete", meta.get("revision", "")))
 
     def ensure_revision(self) -> str:
-        """The revision, giving the collection one first if it has none (built by an older version)."""
-        revision = self.revision()
+        """The complete revision, giving the collection one first if it has none (built by an older version)."""
+        revision = self.complete_revision()
         if not revision:
             with sync_lock(self.settings):
-                if not self.revision():
-                    self._bump_revision()
-                revision = self.revision()
+                if not self.complete_revision():
+                    self._bump_revision(complete=True)
+                revision = self.complete_revision()
         return revision
 
-    def _bump_revision(self) -> None:
-        meta = {k: v for k, v in (self.collection.metadata or {}).items() if not k.startswith("hnsw:")}
+    def _bump_revision(self, complete: bool) -> None:
+        meta = {k: v for k, v in self._metadata().items() if not k.startswith("hnsw:")}
         meta["revision"] = uuid.uuid4().hex
+        if complete:
+            meta["complete"] = meta["revision"]
         self.collection.modify(metadata=meta)
 
     def _mark_dirty(self) -> None:
         """Before the first write of a sync: a new revision, so that no cache made before it is trusted,
-        even if this sync is killed half way."""
+        even if this sync is killed half way (readers keep answering from the complete one)."""
         if not self._dirty:
-            self._bump_revision()
+            self._bump_revision(complete=False)
             self._dirty = True
 
     def ids(self) -> set[str]:
@@ -262,18 +399,28 @@ class Index:
             yield from zip(page["ids"], page["metadatas"], page["documents"])
 
     def _drop_stale_collections(self) -> None:
-        keep = {self.settings.collection_name(), self.settings.sentence_collection_name()}
+        """Drop this folder's collections built with other settings (and unnamespaced ones of older
+        versions); other folders' collections in the same Chroma are left alone."""
+        keep = set(self.names) | {self.settings.collection_name(), self.settings.sentence_collection_name()}
+        ns = f"_{self.settings.namespace()}"
         for col in self.client.list_collections():
             name = col if isinstance(col, str) else col.name
-            if name.startswith((COLLECTION_PREFIX, SENTENCE_PREFIX)) and name not in keep:
+            if not name.startswith((COLLECTION_PREFIX, SENTENCE_PREFIX)) or name in keep or "-rebuild-" in name:
+                continue
+            legacy = name.count("_") == 1
+            if name.endswith(ns) or legacy:
                 log.info("dropping collection %s built with other settings", name)
-                self.client.delete_collection(name)
+                with contextlib.suppress(Exception):  # another process may have dropped it first
+                    self.client.delete_collection(name)
 
     def cache_path(self, kind: str) -> Path:
-        """Where derived state of this collection (manifest, retrieval state) is cached on this machine."""
+        """Where derived state of this collection (manifest, retrieval state) is cached on this machine:
+        inside the generation for an on-disk index, so it goes with it."""
         s = self.settings
-        where = f"-{s.chroma_host}-{s.chroma_port}" if s.chroma_host else ""
-        return s.resolved_index_dir() / "retrieval-cache" / f"{s.collection_name()}{where}.{kind}.pickle"
+        if self.path is not None:
+            return self.path / "retrieval-cache" / f"{self.names[0]}.{kind}.pickle"
+        where = f"-{s.chroma_host}-{s.chroma_port}"
+        return s.resolved_index_dir() / "retrieval-cache" / f"{self.names[0]}{where}.{kind}.pickle"
 
     def stored(self) -> StoredChunks:
         """What the collection holds: from the cached manifest when the revision matches, else read."""
@@ -308,22 +455,21 @@ class Index:
         report = SyncReport()
         with sync_lock(self.settings):
             self._drop_stale_collections()
-            paths = ingest.discover(docs_dir)
+            found = ingest.discover(docs_dir, self.settings.follow_external_links)
+            report.skipped.extend(found.skipped)
+            for note in found.skipped:
+                log.info("%s", note)
             docs: list[ingest.Document] = []
             present: set[str] = set()
-            for path in paths:
+            for path in found.paths:
                 present.add(path.relative_to(docs_dir).as_posix())
                 try:
                     docs.append(ingest.load(path, docs_dir, self.settings.max_file_bytes))
                 except DocumentsError as exc:
                     log.warning("%s", exc)
                     report.skipped.append(str(exc))
-            if not docs:
-                raise DocumentsError(
-                    f"No readable .txt or .md articles in {str(docs_dir)!r}"
-                    + (f" ({len(report.skipped)} skipped: {'; '.join(report.skipped)})" if report.skipped else "")
-                    + ". Add UTF-8 .txt/.md files there and run assistant ingest again."
-                )
+            if not docs:  # an emptied folder empties the index: deleted articles are never cited again
+                log.warning("no readable .txt/.md articles in %s: the index will hold none", docs_dir)
             stored = self.stored()
             self._dirty = False
             # Sources we could not read this time keep their previous chunks: nothing is lost.
@@ -366,8 +512,8 @@ class Index:
                     report.removed += 1
             report.files_total = len(docs)
             report.chunks_total = self.count()
-            if self._dirty or not self.revision():
-                self._bump_revision()
+            if self._dirty or not self.revision() or self.complete_revision() != self.revision():
+                self._bump_revision(complete=True)
                 write_cache(self.cache_path("manifest"), self.revision(), self._read_stored())
         report.seconds = time.perf_counter() - t0
         log.info("sync: %s", report.summary())
@@ -378,12 +524,12 @@ class Index:
         chunks = ingest.chunk(doc, self.settings.chunk_tokens, self.settings.chunk_overlap_tokens)
         vectors = self._reusable_vectors(reuse_ids) if reuse_ids else {}
         shas = [_text_sha(c.text) for c in chunks]
-        missing = [i for i, sha in enumerate(shas) if sha not in vectors]
+        missing = _first_missing(shas, vectors)  # a text repeated in the article is embedded once
         spans = split_sentences(doc.text)
         s_shas = [_text_sha(doc.text[a:b]) for a, b in spans]
         # an article with nothing stored under its name or bytes has nothing to reuse: no query for it
         s_vectors, old_sentence_ids = self._reusable_sentence_vectors(doc) if reuse_ids or old_ids else ({}, [])
-        s_missing = [i for i, sha in enumerate(s_shas) if sha not in s_vectors]
+        s_missing = _first_missing(s_shas, s_vectors)
         return _Pending(doc, chunks, shas, vectors, missing, old_ids, spans, s_shas, s_vectors, s_missing,
                         old_sentence_ids)
 
@@ -409,16 +555,19 @@ class Index:
         if not pending:
             return
         self._mark_dirty()
-        # chunks and sentences in one length-sorted run
-        texts = [p.chunks[i].text for p in pending for i in p.missing]
-        texts += [p.doc.text[p.spans[i][0] : p.spans[i][1]] for p in pending for i in p.s_missing]
-        fresh = iter(self.embedder.embed(texts)) if texts else iter(())
+        # chunks and sentences in one length-sorted run, each distinct text once
+        unique: dict[str, str] = {}
         for p in pending:
             for i in p.missing:
-                p.vectors[p.shas[i]] = next(fresh).tolist()
-        for p in pending:
+                unique.setdefault(p.shas[i], p.chunks[i].text)
             for i in p.s_missing:
-                p.s_vectors[p.s_shas[i]] = next(fresh).tolist()
+                unique.setdefault(p.s_shas[i], p.doc.text[p.spans[i][0] : p.spans[i][1]])
+        vectors = dict(zip(unique, self.embedder.embed(list(unique.values())))) if unique else {}
+        for p in pending:
+            for i in p.missing:
+                p.vectors[p.shas[i]] = vectors[p.shas[i]].tolist()
+            for i in p.s_missing:
+                p.s_vectors[p.s_shas[i]] = vectors[p.s_shas[i]].tolist()
         self._write_sentences(pending)
         ids: list[str] = []
         embeddings: list[list[float]] = []
@@ -469,6 +618,17 @@ class Index:
             self.sentences.delete(ids=stale)
 
 
+def _first_missing(shas: list[str], have: dict[str, Any]) -> list[int]:
+    """Positions of the first occurrence of each text sha that has no stored vector."""
+    seen: set[str] = set()
+    out = []
+    for i, sha in enumerate(shas):
+        if sha not in have and sha not in seen:
+            seen.add(sha)
+            out.append(i)
+    return out
+
+
 @dataclass
 class _Pending:
     doc: ingest.Document
@@ -482,3 +642,40 @@ class _Pending:
     s_vectors: dict[str, list[float]]
     s_missing: list[int]
     old_sentence_ids: list[str]
+
+
+def rebuild(settings: Settings, embedder: OnnxEmbedder, docs_dir: Path) -> SyncReport:
+    """Build the index again from the articles, beside the one in use, and switch to it only when it is
+    complete: a rebuild that fails (or is killed) leaves the working index as it was."""
+    with sync_lock(settings):
+        if settings.chroma_host:
+            tag = uuid.uuid4().hex[:8]
+            final = (settings.collection_name(), settings.sentence_collection_name())
+            fresh = Index(settings, embedder, names=(f"{final[0]}-rebuild-{tag}", f"{final[1]}-rebuild-{tag}"))
+            try:
+                report = fresh.sync(docs_dir)
+                for old, new in zip(final, (fresh.collection, fresh.sentences)):
+                    with contextlib.suppress(Exception):
+                        fresh.client.delete_collection(old)
+                    new.modify(name=old)
+            except BaseException:
+                for name in fresh.names:
+                    with contextlib.suppress(Exception):
+                        fresh.client.delete_collection(name)
+                raise
+            return report
+        root = settings.resolved_index_dir()
+        old_gen = current_generation(settings)
+        gen = _new_generation(root)
+        try:
+            report = Index(settings, embedder, path=gen).sync(docs_dir)
+        except BaseException:
+            _forget_client(gen)
+            shutil.rmtree(gen, ignore_errors=True)
+            raise
+        _set_current(root, gen)
+        log.warning("rebuilt the index in %s", gen)
+        if old_gen is not None:
+            _forget_client(old_gen)
+            _drop_generation(root, old_gen)
+        return report

@@ -1,24 +1,32 @@
 """Read articles from a folder and split them into token-aware, sentence-aligned chunks.
 
-Offsets are character offsets into the file decoded as UTF-8 *without* newline translation,
-i.e. ``open(path, encoding="utf-8", newline="").read()`` (see :func:`read_text`).
+Offsets are character offsets into the text :func:`read_text` returns: the file decoded as UTF-8 without
+newline translation (``open(path, encoding="utf-8", newline="").read()`` for a UTF-8 file without a byte-order
+mark); a UTF-8 byte-order mark is not part of the text, and a file that starts with a UTF-16 or UTF-32 one is
+decoded by it.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import logging
 import os
 import re
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DocumentsError
-from .text import count_tokens, date_of, encoding, split_sentences
+from .text import count_tokens, date_of, encoding, split_sentences, visible
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = {".txt", ".md"}
+SUFFIXES = {".txt", ".md", ".markdown"}
+_BOMS = (  # longest first: the UTF-32-LE mark starts with the UTF-16-LE one
+    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+)
 
 
 @dataclass(frozen=True)
@@ -41,20 +49,62 @@ class Chunk:
     tokens: int
 
 
+@dataclass
+class Found:
+    """What discover() found: the article files, and every other entry with why it is not read."""
+
+    paths: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def decode(data: bytes) -> str:
+    """Article bytes as text: by their byte-order mark when they have one (it is not kept), else UTF-8.
+    Raises UnicodeDecodeError."""
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            return data.decode(codec)
+    return data.decode("utf-8")
+
+
 def read_text(path: Path) -> str:
     """The exact text citations point into."""
-    return path.read_bytes().decode("utf-8")
+    return decode(path.read_bytes())
 
 
 def title_of(text: str) -> str:
     for line in text.splitlines():
-        if line.strip():
-            return line.strip()[:200]
+        line = visible(line).strip()
+        if line:
+            return line[:200]
     return ""
 
 
-def discover(docs_dir: Path) -> list[Path]:
-    """Every .txt/.md file under docs_dir (hidden entries and symlinked folders skipped)."""
+def inside(path: Path, docs_dir: Path) -> bool:
+    """True when path, with every link followed, is within docs_dir (links that stay inside are fine)."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(docs_dir).resolve())
+    except (OSError, RuntimeError):
+        return False
+
+
+def _name_ok(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _shown(path: Path, docs_dir: Path) -> str:
+    """A path relative to the folder, printable even when its name is not valid UTF-8."""
+    rel = os.fsencode(path.relative_to(docs_dir))
+    return rel.decode("utf-8", errors="backslashreplace")
+
+
+def discover(docs_dir: Path, follow_external_links: bool = False) -> Found:
+    """Every .txt/.md/.markdown file under docs_dir, and what else is there and why it is not read:
+    hidden entries, other file types, linked folders, links that leave the folder (unless allowed), names
+    that are not valid UTF-8."""
     docs_dir = Path(docs_dir)
     if not docs_dir.exists():
         raise DocumentsError(
@@ -63,40 +113,102 @@ def discover(docs_dir: Path) -> list[Path]:
         )
     if not docs_dir.is_dir():
         raise DocumentsError(f"{str(docs_dir)!r} is a file, not a folder of articles.")
-    found: list[Path] = []
+    root_real = docs_dir.resolve()
+    found = Found()
     for root, dirs, files in os.walk(docs_dir, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        here = Path(root)
+        keep = []
+        for d in sorted(dirs):
+            shown = _shown(here / d, docs_dir)
+            if d.startswith("."):
+                found.skipped.append(f"{shown}/: skipped, hidden folder (rename it without the leading dot)")
+            elif not _name_ok(d):
+                found.skipped.append(f"{shown}/: skipped, the folder name is not valid UTF-8; rename it")
+            elif (here / d).is_symlink():
+                found.skipped.append(f"{shown}/: skipped, linked folders are not followed")
+            else:
+                keep.append(d)
+        dirs[:] = keep
         for name in sorted(files):
+            path = here / name
+            shown = _shown(path, docs_dir)
+            suffix = Path(name).suffix.lower()
             if name.startswith("."):
+                if suffix in SUFFIXES:  # say so for articles; dot-files like .DS_Store are not worth a line
+                    found.skipped.append(f"{shown}: skipped, hidden file (rename it without the leading dot)")
                 continue
-            if Path(name).suffix.lower() in SUFFIXES:
-                found.append(Path(root) / name)
+            if suffix not in SUFFIXES:
+                found.skipped.append(
+                    f"{shown}: skipped, {suffix or 'no extension'} is not an article type "
+                    f"(only {', '.join(sorted(SUFFIXES))}; save it as text to include it)"
+                )
+                continue
+            if not _name_ok(name):
+                found.skipped.append(
+                    f"{shown}: skipped, the file name is not valid UTF-8; rename it (e.g. convmv -f latin1 -t utf8)"
+                )
+                continue
+            if path.is_symlink() and not follow_external_links:
+                try:
+                    target = path.resolve(strict=True)
+                except (OSError, RuntimeError):
+                    target = None  # dangling or a loop: load() says why
+                if target is not None and not target.is_relative_to(root_real):
+                    found.skipped.append(
+                        f"{shown}: skipped, a link to {target} outside the documents folder "
+                        "(set ASSISTANT_FOLLOW_EXTERNAL_LINKS=true to index such links)"
+                    )
+                    continue
+            found.paths.append(path)
     return found
+
+
+_KIND = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+         stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
+
+
+def read_bytes(path: Path, source: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file, at most max_bytes of them: pipes, devices and sockets are refused
+    before anything is read (opening never blocks), and the limit applies to what is read, not to what
+    stat says (a link to /dev/zero says 0 bytes)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise DocumentsError(f"{source}: skipped, it disappeared while reading (or is a dangling link)") from None
+    except OSError as exc:
+        raise DocumentsError(f"{source}: skipped, cannot read it ({exc.strerror})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _KIND.get(stat.S_IFMT(mode), "not a regular file")
+            raise DocumentsError(f"{source}: skipped, it is {kind}, not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise DocumentsError(f"{source}: skipped, cannot read it ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise DocumentsError(
+            f"{source}: skipped, it is over the {max_bytes:,}-byte limit (ASSISTANT_MAX_FILE_BYTES)"
+        )
+    return data
 
 
 def load(path: Path, docs_dir: Path, max_bytes: int) -> Document:
     """Read and validate one article; raises DocumentsError with the reason it was skipped."""
     source = path.relative_to(docs_dir).as_posix()
-    try:
-        if path.stat().st_size > max_bytes:
-            raise DocumentsError(
-                f"{source}: skipped, {path.stat().st_size:,} bytes is over the "
-                f"{max_bytes:,}-byte limit (ASSISTANT_MAX_FILE_BYTES)"
-            )
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DocumentsError(f"{source}: skipped, it disappeared while reading") from None
-    except OSError as exc:
-        raise DocumentsError(f"{source}: skipped, cannot read it ({exc.strerror})") from None
-    if b"\x00" in data[:8192]:
+    data = read_bytes(path, source, max_bytes)
+    has_bom = any(data.startswith(bom) for bom, _ in _BOMS)
+    if not has_bom and b"\x00" in data[:8192]:
         raise DocumentsError(f"{source}: skipped, looks like a binary file")
     try:
-        text = data.decode("utf-8")
+        text = decode(data)
     except UnicodeDecodeError as exc:
         raise DocumentsError(
             f"{source}: skipped, not UTF-8 text (byte {exc.start}); re-save it as UTF-8"
         ) from None
-    if not text.strip():
+    if not visible(text).strip():
         raise DocumentsError(f"{source}: skipped, the file is empty")
     return Document(
         source=source,

@@ -12,7 +12,7 @@ from .embed import OnnxEmbedder, llama_index_embedding
 from .index import Index, get_all, get_sentences, read_cache, write_cache
 from .schema import RetrievedContext
 from .settings import Settings
-from .text import WORD, correct, terms
+from .text import WORD, correct, terms, visible
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Corpus:
         for toks in self.tokens:
             df.update(set(toks))
         self.df = df
-        self.words = set(WORD.findall("\n".join(r.text for r in records).lower()))
+        self.words = set(WORD.findall(visible("\n".join(r.text for r in records)).lower()))
         self._words_by_initial: dict[str, list[str]] = {}
         for w in sorted(self.words):
             self._words_by_initial.setdefault(w[0], []).append(w)
@@ -194,9 +194,13 @@ def _record(cid: str, meta: dict[str, Any], doc: str | None) -> ChunkRecord:
 
 
 def open_corpus(index: Index) -> Corpus:
-    """The Corpus for the index's current revision: from the on-disk cache when it matches,
-    else updated from the cache (only new chunks are read and tokenized) or built from scratch."""
+    """The Corpus for the index's last complete revision: from the on-disk cache when it matches,
+    else updated from the cache (only new chunks are read and tokenized) or built from scratch.
+
+    While another process syncs, the collection holds a mix of old and new chunks; a state read then is
+    used (every citation is checked against the files anyway) but not saved for other processes."""
     revision = index.ensure_revision()
+    syncing = index.revision() != revision
     rev, cached = read_cache(index.cache_path("corpus"))
     if not isinstance(cached, Corpus):
         cached = None
@@ -218,7 +222,8 @@ def open_corpus(index: Index) -> Corpus:
             corpus.sentences = cached.sentences.replaced(changed, *get_sentences(index.sentences, sorted(changed)))
     corpus.revision = revision
     log.info("retrieval state for %d chunks built in %.1fs", len(corpus.records), time.perf_counter() - t0)
-    write_cache(index.cache_path("corpus"), revision, corpus)
+    if not syncing:
+        write_cache(index.cache_path("corpus"), revision, corpus)
     return corpus
 
 

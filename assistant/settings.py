@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_ROOT.parent
-DEFAULT_DOCS = REPO_ROOT / "seeds"
-PROMPTS_DIR = REPO_ROOT / "prompts"
+
+
+def shipped(name: str) -> Path:
+    """A folder that ships with the package: inside it when installed from a wheel (assistant/prompts,
+    assistant/seeds), at the top of the repository in a checkout or an editable install."""
+    from importlib.resources import files
+
+    packaged = Path(str(files("assistant") / name))
+    return packaged if packaged.is_dir() else REPO_ROOT / name
+
+
+DEFAULT_DOCS = shipped("seeds")
+PROMPTS_DIR = shipped("prompts")
+
+ENV_PREFIX = "ASSISTANT_"
 
 #: Bumped whenever chunking logic changes in a way that changes chunk spans.
 CHUNKER_VERSION = 2  # 2: a sentence collection beside the chunks
@@ -29,7 +43,7 @@ class Settings(BaseSettings):
     """Everything that can be configured. Unknown keys are rejected."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ASSISTANT_", extra="forbid", validate_assignment=True
+        env_prefix=ENV_PREFIX, extra="forbid", validate_assignment=True
     )
 
     # --- corpus and index -------------------------------------------------
@@ -43,6 +57,13 @@ class Settings(BaseSettings):
         None, description="Use a Chroma server at this host instead of the on-disk index."
     )
     chroma_port: int = Field(8000, description="Port of the Chroma server (with chroma_host).")
+    chroma_namespace: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$",
+        description="Name that keeps this documents folder's collections apart from other folders' in one "
+        "Chroma (a server or a shared index folder). Default: a hash of the folder's absolute path; set the "
+        "same name on machines that share one folder under different paths.",
+    )
     embed_model: str = Field(
         "all-MiniLM-L6-v2-int8", description="Embedding model id (only the bundled one ships)."
     )
@@ -55,6 +76,11 @@ class Settings(BaseSettings):
     )
     max_file_bytes: int = Field(
         20_000_000, ge=1, description="Larger files are skipped at ingest with a warning."
+    )
+    follow_external_links: bool = Field(
+        False,
+        description="Index files reached through symbolic links that point outside the documents folder "
+        "(off: such links are skipped and named in the sync report).",
     )
 
     # --- retrieval and answering -------------------------------------------
@@ -119,6 +145,35 @@ class Settings(BaseSettings):
     auth_password: str | None = Field(None, description="Password for the page.")
     max_upload_bytes: int = Field(2_000_000, ge=1, description="Largest article upload accepted.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unknown_variables(cls, data: Any) -> Any:
+        """A misspelled ASSISTANT_* variable is an error, not silently ignored."""
+        for key in sorted(os.environ):
+            if not key.upper().startswith(ENV_PREFIX) or key[len(ENV_PREFIX):].lower() in cls.model_fields:
+                continue
+            valid = [ENV_PREFIX + name.upper() for name in cls.model_fields]
+            close = difflib.get_close_matches(key.upper(), valid, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "the settings are listed in the README"
+            raise ValueError(f"{key} is set but is not a setting ({hint}). Fix its name or unset it.")
+        return data
+
+    @classmethod
+    def load(cls, base: Settings | None = None, **values: Any) -> Settings:
+        """Settings from the environment (or base) with overrides, every problem as a ConfigError that
+        names the variable and says what to do."""
+        from pydantic import ValidationError
+
+        from .errors import ConfigError
+
+        try:
+            if base is None:
+                return cls(**values)
+            merged = base.model_copy(update=values) if values else base
+            return cls.model_validate(merged.model_dump()) if values else merged
+        except ValidationError as exc:
+            raise ConfigError(describe_errors(exc, values)) from None
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_tokens:
@@ -155,12 +210,18 @@ class Settings(BaseSettings):
         }
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:12]
 
+    def namespace(self) -> str:
+        """What keeps this folder's collections apart from other folders' in the same Chroma."""
+        if self.chroma_namespace:
+            return self.chroma_namespace
+        return hashlib.sha256(str(Path(self.docs_dir).resolve()).encode()).hexdigest()[:10]
+
     def collection_name(self) -> str:
-        return f"articles_{self.index_fingerprint()}"
+        return f"articles_{self.index_fingerprint()}_{self.namespace()}"
 
     def sentence_collection_name(self) -> str:
         """The collection of every article sentence with its own vector (same fingerprint as the chunks)."""
-        return f"sentences_{self.index_fingerprint()}"
+        return f"sentences_{self.index_fingerprint()}_{self.namespace()}"
 
     def llm_key(self) -> str | None:
         return self.llm_api_key or os.environ.get("OPENAI_API_KEY") or None
@@ -171,3 +232,24 @@ class Settings(BaseSettings):
         if self.answerer == "llm":
             return True
         return bool(self.llm_base_url or self.llm_key())
+
+
+def describe_errors(exc: Any, overrides: dict[str, Any]) -> str:
+    """A pydantic ValidationError as sentences a user can act on: which variable, what value, what is wrong."""
+    lines = []
+    for err in exc.errors():
+        loc = [str(x) for x in err.get("loc", ()) if x != "__root__"]
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if not loc:
+            lines.append(msg)
+            continue
+        field = loc[0]
+        env = ENV_PREFIX + field.upper()
+        if field in overrides:
+            where = f"{field}={overrides[field]!r}"
+        elif env in os.environ:
+            where = f"{env}={os.environ[env]!r}"
+        else:
+            where = field
+        lines.append(f"{where} is not valid: {msg}. Fix or unset it.")
+    return " ".join(lines) or str(exc)

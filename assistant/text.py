@@ -29,9 +29,34 @@ def count_tokens(text: str) -> int:
     return len(encoding().encode_ordinary(text))
 
 
+# --- invisible characters ---------------------------------------------------------------------------
+#: Characters that are in text but not seen: zero-width space/joiners, word joiner, soft hyphen, byte-order
+#: mark. Inside a word they must not split it ("Kur\u200bsk" is "Kursk").
+INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\u00ad\ufeff"))
+
+#: Terminal control sequences (CSI such as colours, OSC such as window titles and OSC-8 links, DCS/APC/PM
+#: strings, other ESC sequences), C0/C1 control characters and bidirectional overrides. Article text may
+#: carry any of them; none may reach a terminal, and none is part of a word.
+CONTROL_SEQUENCE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI
+    r"|\x1b[\]P^_X][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"  # OSC, DCS, PM, APC, SOS strings
+    r"|\x1b[ -/]*[0-~]?"  # other ESC sequences, or a lone ESC
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def visible(text: str) -> str:
+    """The text without invisible characters and terminal control sequences (for matching words and for
+    printing; offsets are never taken from it). Tabs and newlines are kept."""
+    if "\x1b" in text or not text.isprintable():
+        text = CONTROL_SEQUENCE.sub("", text)
+    return text.translate(INVISIBLE)
+
+
 # --- sentences --------------------------------------------------------------------------------------
-# A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace.
-_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)")
+# A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace, or at a
+# CJK full stop / exclamation / question mark, which needs no space after it.
+_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)|[。！？][」』”’)）\]]*")
 _ABBREV = re.compile(
     r"(?:\b(?:[A-Z]\.){1,3}|\b(?:Mr|Mrs|Ms|Dr|St|Gen|Lt|Col|Maj|Capt|Sgt|No|Jr|Sr|vs|etc|approx|"
     r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Prof|Gov|Rep|Sen)\.)[\"'”’)\]]*$"
@@ -94,7 +119,7 @@ def stem_words(words: list[str]) -> list[str]:
 
 def terms(text: str) -> list[str]:
     """Lower-cased, stemmed content words (stopwords dropped)."""
-    words = [w for w in WORD.findall(text.lower()) if w not in STOPWORDS]
+    words = [w for w in WORD.findall(visible(text).lower()) if w not in STOPWORDS]
     return [sys.intern(t) for t in stem_words(words)]
 
 
@@ -323,13 +348,13 @@ def violations(c: Constraints, sentence: str, article: str) -> list[str]:
                                 ("month", c.months, months), ("identifier", c.identifiers, identifiers)):
         if not wanted:
             continue
-        in_sentence = find(sentence)
+        in_sentence = find(visible(sentence))
         if wanted & in_sentence:
             continue
         if in_sentence or not (wanted & find(article)):
             out.append(f"{label} {', '.join(sorted(wanted))}")
     if c.names:
-        low_s, low_a = sentence.lower(), article.lower()
+        low_s, low_a = visible(sentence).lower(), visible(article).lower()
         out += [f"name {n}" for n in sorted(c.names) if not mentions(n, low_s) and not mentions(n, low_a)]
     return out
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from .assistant import Assistant
 from .errors import AssistantError, ConfigError, DocumentsError
-from .ingest import read_text
 from .schema import Answer
 
 log = logging.getLogger(__name__)
@@ -136,10 +135,10 @@ def render_article(kb: Assistant, answer: Answer | None, choice: str | None) -> 
     if not 1 <= n <= len(answer.citations):
         return "<div id='article-view'><p>That citation is not in the current answer.</p></div>"
     c = answer.citations[n - 1]
-    try:
-        text = read_text(Path(kb.settings.docs_dir) / c.source)
-    except OSError as exc:
-        return f"<div id='article-view'><p>Cannot open {html.escape(c.source)}: {html.escape(str(exc))}</p></div>"
+    text = kb.files.text(c.source)  # only what a sync would read: never a link out of the folder
+    if text is None:
+        return (f"<div id='article-view'><p>Cannot open {html.escape(c.source)}: it was removed, cannot be read "
+                "now, or is a link out of the documents folder.</p></div>")
     if text[c.start : c.end] != c.quote:
         return (f"<div id='article-view'><p>{html.escape(c.source)} changed since this answer; "
                 "re-sync and ask again.</p></div>")

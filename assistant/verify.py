@@ -132,8 +132,9 @@ def verify(claim: str, evidence: list[str], embed: Callable[[list[str]], np.ndar
     their other sentences the reader was shown) may supply a name the sentence leaves implicit: "The
     fighting is about 320 miles from Moscow" in an article about Kursk supports "The fighting in Kursk is
     about 320 miles from Moscow"."""
-    claim = " ".join(claim.split())
-    ev = " ".join(" ".join(e.split()) for e in evidence)
+    claim = " ".join(text.visible(claim).split())
+    ev = " ".join(" ".join(text.visible(e).split()) for e in evidence)
+    context = text.visible(context)
     if not claim or not ev:
         return Verdict(False, "cites nothing")
     if is_refusal(claim):

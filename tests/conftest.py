@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,3 +39,16 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Assistant:
     kb = Assistant(docs_dir=SEEDS, index_dir=root / "index", answerer="offline")
     kb.sync()
     return kb
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Iterator[int]:
+    """A real `chroma run` server on 127.0.0.1 for one test; yields its port."""
+    from .helpers import free_port, start_chroma, stop
+
+    port = free_port()
+    proc, _ = start_chroma(tmp_path / "chroma-data", port)
+    try:
+        yield port
+    finally:
+        stop(proc)

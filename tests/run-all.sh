@@ -28,5 +28,8 @@ set -e
 if [ "$rc" -eq 5 ]; then echo "pytest ran no tests: failing"; exit 1; fi
 [ "$rc" -eq 0 ] || exit "$rc"
 
+echo "== wheel: built, installed into a clean venv, used from another folder"
+bash tests/wheel-check.sh
+
 echo "== eval gate (offline answerer)"
 .venv/bin/assistant eval --answerer offline --out "${EVAL_OUT:-artifacts/eval}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,19 +9,9 @@ import pytest
 from assistant import Assistant
 from assistant.errors import IndexUnavailableError
 
-from .helpers import free_port, start_chroma, stop
+from .helpers import free_port
 
 pytestmark = pytest.mark.server
-
-
-@pytest.fixture
-def chroma_server(tmp_path: Path) -> Iterator[int]:
-    port = free_port()
-    proc, _ = start_chroma(tmp_path / "chroma-data", port)
-    try:
-        yield port
-    finally:
-        stop(proc)
 
 
 def test_sync_and_ask_through_a_chroma_server(chroma_server: int, seeds_copy: Path, tmp_path: Path) -> None:

@@ -39,7 +39,10 @@ def test_errors_have_no_traceback(tmp_path: Path, seeds_copy: Path) -> None:
     r = _run(["ingest", str(tmp_path / "missing")], tmp_path)
     assert r.returncode == 1 and "does not exist" in r.stderr and "Traceback" not in r.stderr
     (tmp_path / "index").mkdir(exist_ok=True)
-    (tmp_path / "index" / "chroma.sqlite3").write_bytes(b"garbage" * 1000)
+    dbs = list((tmp_path / "index").rglob("chroma.sqlite3")) or [tmp_path / "index" / "chroma.sqlite3"]
+    for db in dbs:  # the database of the index in use (whichever generation CURRENT names)
+        db.parent.mkdir(parents=True, exist_ok=True)
+        db.write_bytes(b"garbage" * 1000)
     r = _run(["ask", "anything about Kursk?"], tmp_path, seeds_copy)
     assert r.returncode == 1 and "--rebuild" in r.stderr and "Traceback" not in r.stderr
     r = _run(["ingest", "--rebuild"], tmp_path, seeds_copy)

@@ -124,9 +124,14 @@ def test_gate_fails_for_a_broken_answerer(tmp_path: Path, monkeypatch: pytest.Mo
         return a
 
     monkeypatch.setattr(core, "compose", off_by_one)
+    rc, res = _run_eval(tmp_path, monkeypatch, seeded)  # the user never sees such a citation: withdrawn
+    assert rc == 1 and any("answer_accuracy" in f for f in res["failures"])
+    import assistant.assistant as front
+
+    monkeypatch.setattr(front, "check_answer", lambda a, files, changes: a)  # without the last check ...
     rc, res = _run_eval(tmp_path, monkeypatch, seeded)
     assert rc == 1
-    assert any("citation_validity" in f for f in res["failures"])
+    assert any("citation_validity" in f for f in res["failures"])  # ... the eval's own check catches it
 
     monkeypatch.setattr(core, "compose", lambda q, evidence, t, m=None: real(q, evidence, 2.0, m))  # always abstains
     rc, res = _run_eval(tmp_path, monkeypatch, seeded)

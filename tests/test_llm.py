@@ -245,7 +245,7 @@ def test_a_mis_cited_sentence_is_repaired_in_the_stream(seeded: Assistant) -> No
     kb = _llm_kb(seeded, "http://127.0.0.1:9/v1")
     from assistant.llm import sentence_sources
 
-    _, query, evidence, _ = kb._retrieve("How many North Korean troops did Russia deploy to Kursk?")
+    _, query, evidence, _, _ = kb._retrieve("How many North Korean troops did Russia deploy to Kursk?")
     sources = sentence_sources(query, evidence, kb.settings)
     right = next(s.n for s in sources if "12,000" in s.text)
     wrong = next(s.n for s in sources if s.n != right)

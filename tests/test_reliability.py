@@ -86,9 +86,17 @@ def test_unreadable_file_keeps_its_previous_version(seeds_copy: Path, tmp_path: 
     kb = _kb(seeds_copy, tmp_path)
     kb.sync()
     p = seeds_copy / "002_5fe3474391e77e48.txt"
-    p.write_bytes(b"\xff\xfe not utf-8 any more")
+    good = p.read_bytes()
+    p.write_bytes(b"\x80\x81 not utf-8 any more")
     report = kb.sync()
     assert report.removed == 0 and any("002_" in s for s in report.skipped)
+    assert any(r.source == p.name for r in kb.corpus.records)  # its previous version is kept in the index ...
+    a = kb.ask("How many North Korean troops did Russia deploy to Kursk?")
+    assert all(c.source != p.name for c in a.citations)  # ... but never cited while the file says otherwise
+    assert any(p.name in n and "ingest" in n for n in a.notes)
+    p.write_bytes(good)
+    again = kb.sync()
+    assert (again.unchanged, again.chunks_embedded) == (5, 0)
     assert "12,000" in kb.ask("How many North Korean troops did Russia deploy to Kursk?").text
 
 
@@ -131,7 +139,7 @@ def test_sync_killed_half_way_is_repaired_by_the_next(tmp_path: Path) -> None:
     index = tmp_path / "killed"
     proc = subprocess.Popen(_sync_cmd(docs, index), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (index / "chroma.sqlite3").exists():
+    while time.monotonic() < deadline and not any(index.rglob("chroma.sqlite3")):
         time.sleep(0.2)
     time.sleep(6)  # part-way through embedding
     assert proc.poll() is None, "the sync finished before it could be killed; use a bigger corpus"

@@ -38,7 +38,7 @@ def test_new_process_answers_from_the_cache_and_picks_up_another_sync(
     index, first = _synced(seeds_copy, tmp_path)
     expected = first.ask(QUESTION)
     assert "12,000" in expected.text
-    assert list((index / "retrieval-cache").glob("*.corpus.pickle"))
+    assert list(index.rglob("retrieval-cache/*.corpus.pickle"))
 
     # A second Assistant (as in a new process) must not page through the whole collection.
     monkeypatch.setattr(retrieve_mod, "get_all", _no_full_read)
@@ -63,7 +63,7 @@ def test_damaged_cache_is_rebuilt_with_a_warning(
 ) -> None:
     index, kb = _synced(seeds_copy, tmp_path)
     expected = kb.ask(QUESTION).text
-    (cache,) = (index / "retrieval-cache").glob("*.corpus.pickle")
+    (cache,) = index.rglob("retrieval-cache/*.corpus.pickle")
     cache.write_bytes(b"not a pickle at all")
     with caplog.at_level(logging.WARNING):
         assert _kb(seeds_copy, index).ask(QUESTION).text == expected
@@ -142,7 +142,7 @@ def test_index_from_an_older_version_without_a_revision_gets_one_and_is_cached(
 ) -> None:
     index, kb = _synced(seeds_copy, tmp_path)
     col = kb.index.collection
-    col.modify(metadata={k: v for k, v in (col.metadata or {}).items() if k != "revision"})
+    col.modify(metadata={k: v for k, v in (col.metadata or {}).items() if k not in ("revision", "complete")})
     assert kb.index.revision() == ""
     first = _kb(seeds_copy, index)
     text = first.ask(QUESTION).text

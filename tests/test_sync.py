@@ -76,13 +76,13 @@ def test_bad_files_are_skipped_and_the_rest_indexed(seeds_copy: Path, tmp_path: 
     (seeds_copy / "binary.txt").write_bytes(b"\x00\x01\x02PNG\x00" * 50)
     (seeds_copy / "latin1.txt").write_bytes("Caf\xe9 in Kursk".encode("latin-1"))
     (seeds_copy / "empty.md").write_bytes(b"")
-    (seeds_copy / "notes.pdf").write_bytes(b"%PDF")  # not an article type: ignored silently
+    (seeds_copy / "notes.pdf").write_bytes(b"%PDF")  # not an article type: named once, with why
     report = _kb(seeds_copy, tmp_path).sync()
     assert report.files_total == 5
     joined = " ".join(report.skipped)
     for name in ("binary.txt", "latin1.txt", "empty.md"):
         assert name in joined
-    assert "notes.pdf" not in joined
+    assert "notes.pdf: skipped, .pdf is not an article type" in joined
     assert "UTF-8" in joined and "binary" in joined and "empty" in joined
 
 
@@ -90,16 +90,17 @@ def test_missing_and_empty_folders_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(DocumentsError, match="does not exist"):
         _kb(tmp_path / "nope", tmp_path).sync()
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DocumentsError, match="No readable"):
-        _kb(tmp_path / "empty", tmp_path).sync()
+    kb = _kb(tmp_path / "empty", tmp_path)
+    assert kb.sync().files_total == 0
+    with pytest.raises(DocumentsError, match="No articles are indexed.*Add some"):
+        kb.ask("How many North Korean troops did Russia deploy to Kursk?")
 
 
 def test_corrupted_index_says_how_to_rebuild(seeds_copy: Path, tmp_path: Path) -> None:
     kb = _kb(seeds_copy, tmp_path)
     kb.sync()
     del kb
-    db = tmp_path / "index" / "chroma.sqlite3"
-    assert db.exists()
+    (db,) = (tmp_path / "index").rglob("chroma.sqlite3")
     db.write_bytes(b"this is not a database" * 100)
     broken = _kb(seeds_copy, tmp_path)
     with pytest.raises(IndexUnavailableError, match="--rebuild") as err:
