@@ -35,11 +35,6 @@ _CAVEAT = re.compile(
     r"(?:verified|confirmed)\b",
     re.IGNORECASE,
 )
-_BOILERPLATE = re.compile(
-    r"^(?:featured|source link|related posts|load more|comments are closed|subscribe|discover more)\b", re.I
-)
-
-
 class Answerer(Protocol):
     """One way of answering from retrieved evidence. ``stream`` yields text pieces, then the Answer."""
 
@@ -290,7 +285,7 @@ def overview(question: str, evidence: Evidence, max_sentences: int = 5, min_cos:
     cons = text.constraints(topic)
     cands = []
     for c in candidates(contexts, corpus, qvec):
-        if (c.vector is None or len(c.text) < 40 or c.text.rstrip().endswith("?") or _BOILERPLATE.match(c.text)
+        if (c.vector is None or len(c.text) < 40 or c.text.rstrip().endswith("?") or text.BOILERPLATE.match(c.text)
                 or c.text.strip() == c.ctx.title.strip()):
             continue
         if cons and text.violations(cons, c.text, corpus.article_text(c.ctx.source)):

@@ -14,13 +14,14 @@ from .answer import Answerer, Evidence, OfflineAnswerer
 from .embed import OnnxEmbedder
 from .errors import AssistantError, DocumentsError, IndexUnavailableError, LLMError, QuestionError
 from .filecheck import Changes, Files, check_answer, current_contexts, stale_note
+from .followup import needs_rewrite, standalone
 from .index import CollectionGone, Index
 from .index import rebuild as rebuild_index
 from .llm import LLMAnswerer, LLMClient, load_prompt
 from .retrieve import Corpus, HybridRetriever, open_corpus
 from .schema import Answer, RetrievedContext, SyncReport
 from .settings import Settings
-from .text import STOPWORDS, visible
+from .text import visible
 
 log = logging.getLogger(__name__)
 
@@ -279,12 +280,15 @@ class Assistant:
         yield answer
 
     def rewrite(self, messages: list[dict[str, str]]) -> str:
-        """The last user message as a standalone question, using the conversation before it."""
+        """The last user message as a standalone question, using the conversation before it. Only a question
+        that depends on the conversation (see followup.py) is rewritten: with the LLM when there is one,
+        else (or if it fails) by the offline rules."""
         question = messages[-1]["content"]
-        history = [m for m in messages[:-1] if m.get("content")]
-        if not history:
+        users = [m["content"] for m in messages[:-1] if m.get("role") == "user" and m.get("content")]
+        if not users or not needs_rewrite(question):
             return question
         if self.settings.use_llm():
+            history = [m for m in messages[:-1] if m.get("content")]
             convo = "\n".join(f"{m['role']}: {' '.join(m['content'].split())[:500]}" for m in history[-6:])
             prompt = load_prompt("rewrite.txt").format(history=convo, question=question)
             try:
@@ -293,8 +297,8 @@ class Assistant:
                 if 3 <= len(out) <= self.settings.max_question_chars:
                     return out
             except LLMError as exc:
-                log.warning("question rewrite failed, using the heuristic: %s", exc)
-        return rewrite_heuristic(question, [m["content"] for m in history if m.get("role") == "user"])
+                log.warning("question rewrite failed, using the offline rules: %s", exc)
+        return standalone([*users, question])
 
     def chat(self, messages: list[dict[str, str]]) -> Answer:
         """Answer the last user message of a conversation; follow-ups are rewritten first."""
@@ -306,33 +310,6 @@ class Assistant:
         if standalone != messages[-1]["content"]:
             answer.standalone_question = standalone
         return answer
-
-
-_FOLLOW_UP = re.compile(
-    r"^(and|but|also|what about|how about|so|then)\b"
-    r"|\b(they|them|their|it|its|those|these|that|he|she|his|her|there)\b",
-    re.IGNORECASE,
-)
-
-
-def rewrite_heuristic(question: str, previous_questions: list[str]) -> str:
-    """Offline follow-up rewriting: carry the previous question's topic words into a short follow-up."""
-    if not previous_questions:
-        return question
-    words = question.split()
-    if len(words) > 12 and not _FOLLOW_UP.search(question):
-        return question
-    if not _FOLLOW_UP.search(question) and len(words) > 6:
-        return question
-    have = {w.lower().strip("?,.!") for w in words}
-    carried = [
-        w.strip("?,.!")
-        for w in previous_questions[-1].split()
-        if w.lower().strip("?,.!") not in have and w.lower().strip("?,.!") not in STOPWORDS
-        and len(w.strip("?,.!")) > 2
-    ]
-    base = re.sub(r"^(and|but|also|so|then)\s+", "", question.strip(), flags=re.IGNORECASE)
-    return f"{base.rstrip('?')} ({' '.join(carried)})?" if carried else question
 
 
 _default: dict[str, Assistant] = {}

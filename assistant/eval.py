@@ -388,8 +388,74 @@ def run_cli(args: Any) -> int:
             + f"\nreport: {where / 'report.md'}\n"
             + ("gate: PASS\n" if not failures else "gate: FAIL\n  " + "\n  ".join(failures) + "\n")
         )
+    if not args.corpus and not args.limit:
+        conv_failures = conversations_cli(out, config)
+        failed = failed or bool(conv_failures)
+        summary_lines += ["", f"Conversations (follow-up rewriting): {'FAIL' if conv_failures else 'PASS'} — "
+                          f"see {out / 'conversations' / 'report.md'}"]
     (out / "report.md").write_text("\n".join(summary_lines) + "\n", encoding="utf-8")
     return 1 if failed else 0
+
+
+def conversation_scores(rows: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Precision and recall of "this question needs rewriting" over the conversations' last turns, and the
+    share of rewrites that keep what the conversation was about (every `expect` word, no `reject` word)."""
+    from .followup import needs_rewrite, standalone
+
+    tp = fp = fn = 0
+    kept = needed = 0
+    out = []
+    for r in rows:
+        predicted = needs_rewrite(r["turns"][-1])
+        rewritten = standalone(r["turns"])
+        low = rewritten.lower()
+        content_ok = all(e in low for e in r.get("expect", [])) and not any(x in low for x in r.get("reject", []))
+        tp += predicted and r["rewrite"]
+        fp += predicted and not r["rewrite"]
+        fn += r["rewrite"] and not predicted
+        if r["rewrite"]:
+            needed += 1
+            kept += content_ok
+        out.append({"id": r["id"], "kind": r["kind"], "turns": r["turns"], "expected": r["rewrite"],
+                    "predicted": predicted, "rewritten": rewritten,
+                    "correct": predicted == r["rewrite"] and (content_ok or not r["rewrite"])})
+    metrics = {"rewrite_precision": round(tp / max(tp + fp, 1), 4), "rewrite_recall": round(tp / max(tp + fn, 1), 4),
+               "rewrite_keeps_topic": round(kept / max(needed, 1), 4), "conversations": len(rows)}
+    return metrics, out
+
+
+def conversations_cli(out: Path, config: dict[str, Any]) -> list[str]:
+    """Score eval/conversations.jsonl; report the half the rules were tuned on and the held-out half apart."""
+    import sys
+
+    rows = load_questions(EVAL_DIR / "conversations.jsonl")
+    metrics, scored = conversation_scores(rows)
+    parts = {}
+    for part, held in (("tuned on", False), ("held out", True)):
+        sel = [r for r in rows if (int(re.sub(r"\D", "", r["id"])) % 2 == 0) == held]
+        parts[part] = conversation_scores(sel)[0]
+    thresholds = config["thresholds"].get("conversations", {})
+    failures = check(metrics, thresholds)
+    where = out / "conversations"
+    where.mkdir(parents=True, exist_ok=True)
+    (where / "results.json").write_text(json.dumps({"metrics": metrics, "parts": parts, "failures": failures,
+                                                    "conversations": scored}, indent=2, ensure_ascii=False),
+                                        encoding="utf-8")
+    lines = ["# Follow-up rewriting (offline rules, assistant/followup.py)", "",
+             "| set | conversations | precision | recall | rewrites keep the topic |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, m in [("all", metrics), *parts.items()]:
+        lines.append(f"| {name} | {m['conversations']} | {m['rewrite_precision']:.3f} | {m['rewrite_recall']:.3f} | "
+                     f"{m['rewrite_keeps_topic']:.3f} |")
+    lines += ["", "| id | kind | last turn | expected | rewritten as |", "| --- | --- | --- | --- | --- |"]
+    for r in scored:
+        mark = "" if r["correct"] else " **✗**"
+        lines.append(f"| {r['id']}{mark} | {r['kind']} | {r['turns'][-1]} | {'rewrite' if r['expected'] else 'as is'} "
+                     f"| {r['rewritten'] if r['predicted'] else '(as typed)'} |")
+    (where / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    sys.stdout.write("== conversations\n" + "\n".join(f"{k:>24}: {_fmt(v)}" for k, v in metrics.items())
+                     + ("\ngate: PASS\n" if not failures else "\ngate: FAIL\n  " + "\n  ".join(failures) + "\n"))
+    return failures
 
 
 def labelled(kb: Assistant, questions: list[dict[str, Any]], corpus: str) -> list[selector.Question]:

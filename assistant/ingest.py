@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DocumentsError
-from .text import count_tokens, date_of, encoding, split_sentences, visible
+from .text import count_tokens, date_of, encoding, split_sentences, title_of, visible
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,6 @@ def decode(data: bytes) -> str:
 def read_text(path: Path) -> str:
     """The exact text citations point into."""
     return decode(path.read_bytes())
-
-
-def title_of(text: str) -> str:
-    for line in text.splitlines():
-        line = visible(line).strip()
-        if line:
-            return line[:200]
-    return ""
 
 
 def inside(path: Path, docs_dir: Path) -> bool:

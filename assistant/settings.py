@@ -31,7 +31,7 @@ PROMPTS_DIR = shipped("prompts")
 ENV_PREFIX = "ASSISTANT_"
 
 #: Bumped whenever chunking logic changes in a way that changes chunk spans.
-CHUNKER_VERSION = 2  # 2: a sentence collection beside the chunks
+CHUNKER_VERSION = 3  # 2: a sentence collection beside the chunks; 3: headlines and datelines in chunk metadata
 
 
 def _default_cache() -> Path:

@@ -406,14 +406,105 @@ def unknown_terms(question: str, vocabulary: set[str], stems: Any = ()) -> list[
     return out
 
 
-# --- dates ------------------------------------------------------------------------------------------
-_DATE_LINE = re.compile(
-    r"^\s*(?:date|published|dateline)\s*:\s*[\"']?(\d{4}-\d{2}-\d{2})", re.IGNORECASE | re.MULTILINE
+# --- titles and dates --------------------------------------------------------------------------------
+#: Lines that are page furniture, not a headline or content.
+BOILERPLATE = re.compile(
+    r"^(?:featured|source link|related posts?|related articles?|read more|load more|advertisement|sponsored|"
+    r"comments are closed|subscribe\b.*|sign up\b.*|discover more\b.*|share(?: this)?(?: article| story)?|"
+    r"listen to (?:this )?article\b.*|skip to (?:main )?content|(?:photo|image|video)(?: credit)?:.*|"
+    r"(?:updated|published|posted|last updated)\b.*|\d+ min(?:ute)? read)\W*$",
+    re.IGNORECASE,
+)
+_BYLINE = re.compile(r"^(?:by|written by|reporting by|posted by|story by)\s+\S", re.IGNORECASE)
+_FRONT = re.compile(r"\A\s*---[ \t]*\n(.*?)\n---[ \t]*(?:\n|\Z)", re.DOTALL)
+_MONTH_NAMES = ("january february march april may june july august september october november december").split()
+_MON = {m[:3]: i + 1 for i, m in enumerate(_MONTH_NAMES)}
+_MONTH_RE = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+_DATES = (
+    (re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b"), ("y", "m", "d")),
+    (re.compile(r"\b" + _MONTH_RE + r"\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b", re.I), ("mon", "d", "y")),
+    (re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+" + _MONTH_RE + r",?\s+(\d{4})\b", re.I), ("d", "mon", "y")),
 )
 
 
+def front_matter(text: str) -> dict[str, str]:
+    """`key: value` lines of a leading --- … --- block (Markdown front matter), lower-cased keys."""
+    m = _FRONT.match(text[:4000])
+    if not m:
+        return {}
+    out = {}
+    for line in m.group(1).splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip():
+            out[key.strip().lower()] = value.strip().strip("\"'")
+    return out
+
+
+def _full_date(line: str) -> str:
+    """The first full date (day, month and year) in a line as yyyy-mm-dd, or ""."""
+    import datetime
+
+    for pattern, order in _DATES:
+        m = pattern.search(line)
+        if not m:
+            continue
+        parts = dict(zip(order, m.groups()))
+        month = int(parts["m"]) if "m" in parts else _MON[parts["mon"].lower()[:3]]
+        try:
+            return datetime.date(int(parts["y"]), month, int(parts["d"])).isoformat()
+        except ValueError:
+            continue
+    return ""
+
+
+def _header_lines(text: str, n: int = 8) -> list[str]:
+    """The first n non-empty lines after any front matter, invisible characters and Markdown marks removed."""
+    m = _FRONT.match(text[:4000])
+    body = text[m.end():] if m else text
+    out = []
+    for line in body[:6000].splitlines():
+        line = visible(line).strip().lstrip("#>").strip().strip("*_").strip()
+        if line:
+            out.append(line)
+            if len(out) >= n:
+                break
+    return out
+
+
+def title_of(text: str) -> str:
+    """The article's headline: front matter's `title:`, else the first line that is not page furniture
+    ("Featured", "Source link", bylines, date lines). A first line that is a whole paragraph (no headline)
+    gives its first sentence, shortened at a word boundary."""
+    fm = front_matter(text).get("title", "")
+    if fm:
+        return fm[:200]
+    for line in _header_lines(text):
+        if BOILERPLATE.match(line) or _BYLINE.match(line) or (_full_date(line) and len(line) <= 40):
+            continue
+        spans = split_sentences(line)
+        if len(line) <= 150 and len(spans) <= 1:
+            return line
+        first = line[spans[0][0] : spans[0][1]] if spans else line
+        if len(first) <= 110:
+            return first
+        return first[:100].rsplit(" ", 1)[0].rstrip(",;:–—-") + "…"
+    return ""
+
+
 def date_of(text: str) -> str:
-    """The article's date (ISO yyyy-mm-dd) from a `date:` front-matter or `Published:` line near its top,
-    or "" when it states none (a date is never guessed)."""
-    m = _DATE_LINE.search(text[:2000])
-    return m.group(1) if m else ""
+    """The article's date (ISO yyyy-mm-dd): front matter's `date:`, or a dateline near the top (a short line
+    with a full date, such as "March 3, 2025" or "Published: 2025-03-03"); "" when it states none. A date is
+    never guessed: a month and year in the text ("entered in August 2024") is not the article's date."""
+    fm = front_matter(text)
+    for key in ("date", "published", "dateline"):
+        if fm.get(key):
+            found = _full_date(fm[key])
+            if found:
+                return found
+    for line in _header_lines(text, 6):
+        low = line.lower()
+        if len(line) <= 100 or low.startswith(("published", "updated", "date", "posted")):
+            found = _full_date(line)
+            if found:
+                return found
+    return ""

@@ -138,3 +138,19 @@ def test_gate_fails_for_a_broken_answerer(tmp_path: Path, monkeypatch: pytest.Mo
     assert rc == 1
     assert any("answer_accuracy" in f for f in res["failures"])
     assert any("false_refusal_rate" in f for f in res["failures"])
+
+
+def test_conversation_set_scores_rewriting_and_its_gate_can_fail(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import assistant.followup as followup
+    from assistant.eval import EVAL_DIR, conversation_scores, conversations_cli, load_config, load_questions
+
+    rows = load_questions(EVAL_DIR / "conversations.jsonl")
+    assert len(rows) >= 40 and {r["kind"] for r in rows} == {"topic_switch", "pronoun", "ellipsis", "correction"}
+    assert all(len(r["turns"]) in (2, 3) for r in rows)
+    assert conversations_cli(tmp_path, load_config()) == []
+    metrics, _ = conversation_scores(rows)
+    assert metrics["rewrite_precision"] >= 0.95 and metrics["rewrite_recall"] >= 0.95
+    monkeypatch.setattr(followup, "needs_rewrite", lambda q: True)  # the old habit: rewrite everything
+    failures = conversations_cli(tmp_path, load_config())
+    assert any("rewrite_precision" in f for f in failures)
