@@ -26,13 +26,16 @@ EXAMPLES = [
     "How many villages did Ukrainian troops control in Kursk?",
     "What is the range of the long Neptune missile?",
     "Who is the acting governor of the Kursk region?",
-    "What is the capital of France?",
+    "Give me an overview of the fighting in Kursk.",
 ]
 
 CSS = """
 #article-view { max-height: 520px; overflow-y: auto; border: 1px solid #ddd; padding: 8px 12px; border-radius: 6px; }
 #article-view pre { white-space: pre-wrap; font-family: inherit; font-size: 0.95em; line-height: 1.5; }
-#article-view mark { background: #ffe066; padding: 1px 0; }
+#article-view mark, .src-card mark { background: #ffe066; color: #111; padding: 1px 0; }
+@media (prefers-color-scheme: dark) { #article-view mark, .src-card mark { background: #8a6d00; color: #fff; } }
+.dark #article-view mark, .dark .src-card mark { background: #8a6d00; color: #fff; }
+.src-card .meta { opacity: 0.8; font-size: 0.9em; }
 .src-card { border-left: 3px solid #4c6ef5; padding: 4px 8px; margin: 6px 0; }
 .src-card .quote { font-style: italic; }
 .abstain-note { color: #8a5a00; }
@@ -102,15 +105,26 @@ def save_upload(kb: Assistant, src: Path, original_name: str) -> str:
     return target.name
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>:/=\"'])")
+
+
+def as_text(text: str) -> str:
+    """Article, question or answer text for the chat's Markdown, shown as typed: HTML escaped and every
+    Markdown punctuation mark backslash-escaped, so nothing in it becomes a link, an image (a request to
+    another server), a heading or a table."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(" ".join(text.split()), quote=False))
+
+
 def render_answer(answer: Answer) -> str:
-    """Answer text as chat Markdown: escaped, with every [n] a link to its citation."""
-    text = html.escape(answer.text, quote=False)
-    text = re.sub(r"\[(\d+)\]", lambda m: f"[[{m.group(1)}]](#cite-{m.group(1)})", text)
+    """Answer text as chat Markdown: shown as text, with every [n] a link to its citation."""
+    parts = re.split(r"(\[\d+\])", answer.text)
+    text = "".join(f"[[{p[1:-1]}]](#cite-{p[1:-1]})" if re.fullmatch(r"\[\d+\]", p) else as_text(p) for p in parts)
     if answer.abstained:
         return f"**Not in the articles.** *{text}*"
     prefix = "**Sources disagree.** " if answer.conflict else ""
-    notes = "".join(f"\n\n> **Note:** {html.escape(n, quote=False)}" for n in answer.notes)
-    return prefix + text + notes
+    asked = (f"\n\n*Interpreted as:* {as_text(answer.standalone_question)}" if answer.standalone_question else "")
+    notes = "".join(f"\n\n> **Note:** {as_text(n)}" for n in answer.notes)
+    return prefix + text + asked + notes
 
 
 def render_sources(answer: Answer | None) -> str:
@@ -120,10 +134,13 @@ def render_sources(answer: Answer | None) -> str:
         return "<p>Sources of the current answer appear here.</p>"
     cards = []
     for n, c in enumerate(answer.citations, start=1):
+        dated = f" · {html.escape(c.date)}" if c.date else " · undated"
         cards.append(
-            f"<div class='src-card' id='cite-{n}'><b>[{n}] {html.escape(c.title[:90])}</b><br>"
-            f"<code>{html.escape(c.source)}</code> · chars {c.start}–{c.end} · score {c.score:.3f}<br>"
-            f"<span class='quote'>“{html.escape(c.quote)}”</span></div>"
+            f"<div class='src-card' id='cite-{n}'><b>[{n}] {html.escape(c.title[:120] or c.source)}</b>"
+            f"<span class='meta'>{dated}</span><br>"
+            f"<span class='quote'>“{html.escape(c.quote)}”</span>"
+            f"<details class='meta'><summary>details</summary><code>{html.escape(c.source)}</code> · characters "
+            f"{c.start}–{c.end} · retrieval score {c.score:.3f}</details></div>"
         )
     return "".join(cards)
 
@@ -144,8 +161,9 @@ def render_article(kb: Assistant, answer: Answer | None, choice: str | None) -> 
                 "re-sync and ask again.</p></div>")
     body = (html.escape(text[: c.start]) + f"<mark id='hl'>{html.escape(c.quote)}</mark>"
             + html.escape(text[c.end :]))
-    return (f"<div id='article-view'><h3>{html.escape(c.title)}</h3><p><code>{html.escape(c.source)}</code></p>"
-            f"<pre>{body}</pre></div>")
+    dated = html.escape(c.date) if c.date else "no date given"
+    return (f"<div id='article-view'><h3>{html.escape(c.title)}</h3><p>{dated} · <code>{html.escape(c.source)}</code>"
+            f"</p><pre>{body}</pre></div>")
 
 
 def header(kb: Assistant) -> str:
@@ -171,7 +189,7 @@ def build(kb: Assistant) -> Any:
             history.append({"role": "assistant", "content": "Error: The question is empty: type a question first."})
             yield history, convo, None, gr.update(), gr.update(), "", ""
             return
-        history.append({"role": "user", "content": message})
+        history.append({"role": "user", "content": as_text(message)})
         history.append({"role": "assistant", "content": "…"})
         yield history, convo, None, gr.update(), gr.update(choices=[], value=None), "", ""
         messages = convo + [{"role": "user", "content": message}]
@@ -182,12 +200,12 @@ def build(kb: Assistant) -> Any:
             for piece in kb.stream(standalone):
                 if isinstance(piece, str):
                     streamed += piece
-                    history[-1] = {"role": "assistant", "content": html.escape(streamed, quote=False) + " ▌"}
+                    history[-1] = {"role": "assistant", "content": as_text(streamed) + " ▌"}
                     yield history, convo, None, gr.update(), gr.update(), "", ""
                 else:
                     answer = piece
         except AssistantError as exc:
-            history[-1] = {"role": "assistant", "content": f"Error: {html.escape(str(exc), quote=False)}"}
+            history[-1] = {"role": "assistant", "content": f"Error: {as_text(str(exc))}"}
             yield history, convo, None, gr.update(), gr.update(choices=[], value=None), "", ""
             return
         except Exception as exc:  # never a traceback in the page
@@ -271,6 +289,14 @@ def build(kb: Assistant) -> Any:
         picker.change(open_citation, [picker, current], [article]).then(None, None, None, js=SCROLL_JS)
         sync_btn.click(resync, None, [head_md, status])
         files.upload(upload, [files], [head_md, status, files])
+        demo.load(lambda: header(kb), None, head_md)  # every visitor sees the corpus as it is now
+
+        def clear() -> tuple[list[Any], list[Any], None, str, Any, str, str]:
+            """The trash button forgets the whole conversation: memory, sources, viewer."""
+            empty = render_article(kb, None, None)
+            return [], [], None, render_sources(None), gr.update(choices=[], value=None), "", empty
+
+        chat.clear(clear, None, outputs)
     return demo
 
 
