@@ -30,10 +30,8 @@ def count_tokens(text: str) -> int:
 
 
 # --- invisible characters ---------------------------------------------------------------------------
-#: Characters that are in text but not seen: zero-width space/joiners, word joiner, soft hyphen, byte-order
-#: mark. Inside a word they must not split it ("Kur\u200bsk" is "Kursk").
-INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\u00ad\ufeff"))
-
+#: Characters that are in text but not seen (zero-width space/joiners, word joiner, soft hyphen, byte-order
+#: mark) are removed with the control sequences below: inside a word they must not split it ("Kur\u200bsk").
 #: Terminal control sequences (CSI such as colours, OSC such as window titles and OSC-8 links, DCS/APC/PM
 #: strings, other ESC sequences), C0/C1 control characters and bidirectional overrides. Article text may
 #: carry any of them; none may reach a terminal, and none is part of a word.
@@ -45,12 +43,13 @@ CONTROL_SEQUENCE = re.compile(
 )
 
 
+_HIDDEN = re.compile(CONTROL_SEQUENCE.pattern + "|[\u200b\u200c\u200d\u2060\u00ad\ufeff]")
+
+
 def visible(text: str) -> str:
     """The text without invisible characters and terminal control sequences (for matching words and for
     printing; offsets are never taken from it). Tabs and newlines are kept."""
-    if "\x1b" in text or not text.isprintable():
-        text = CONTROL_SEQUENCE.sub("", text)
-    return text.translate(INVISIBLE)
+    return _HIDDEN.sub("", text) if _HIDDEN.search(text) else text
 
 
 # --- sentences --------------------------------------------------------------------------------------
