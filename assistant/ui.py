@@ -39,17 +39,24 @@ CSS = """
 .src-card { border-left: 3px solid #4c6ef5; padding: 4px 8px; margin: 6px 0; }
 .src-card .quote { font-style: italic; }
 .abstain-note { color: #8a5a00; }
+#cite-target, #cite-open { display: none !important; }
 """
 
 HEAD = """
 <script>
+// [n] in any answer (#cite-<answer>-<n>) opens that answer's citation n: the answer and citation go into a
+// hidden box and a hidden button asks the server for that answer's sources and the article.
 document.addEventListener('click', function (e) {
   const a = e.target.closest ? e.target.closest('a[href^="#cite-"]') : null;
   if (!a) return;
   e.preventDefault();
-  const n = a.getAttribute('href').slice(6);
-  const input = document.querySelector('#cite-picker input[value="[' + n + ']"]');
-  if (input) { input.click(); }
+  const target = a.getAttribute('href').slice(6);
+  const box = document.querySelector('#cite-target textarea, #cite-target input');
+  const go = document.querySelector('#cite-open');
+  if (!box || !go) return;
+  box.value = target;
+  box.dispatchEvent(new Event('input', {bubbles: true}));
+  setTimeout(() => go.click(), 50);
 }, true);
 </script>
 """
@@ -115,10 +122,12 @@ def as_text(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", html.escape(" ".join(text.split()), quote=False))
 
 
-def render_answer(answer: Answer) -> str:
-    """Answer text as chat Markdown: shown as text, with every [n] a link to its citation."""
+def render_answer(answer: Answer, index: int = 0) -> str:
+    """Answer text as chat Markdown: shown as text, with every [n] a link to citation n of this answer (the
+    index-th of the conversation), which keeps working after newer answers arrive."""
     parts = re.split(r"(\[\d+\])", answer.text)
-    text = "".join(f"[[{p[1:-1]}]](#cite-{p[1:-1]})" if re.fullmatch(r"\[\d+\]", p) else as_text(p) for p in parts)
+    text = "".join(f"[[{p[1:-1]}]](#cite-{index}-{p[1:-1]})" if re.fullmatch(r"\[\d+\]", p) else as_text(p)
+                   for p in parts)
     if answer.abstained:
         return f"**Not in the articles.** *{text}*"
     prefix = "**Sources disagree.** " if answer.conflict else ""
@@ -181,17 +190,21 @@ def header(kb: Assistant) -> str:
 def build(kb: Assistant) -> Any:
     import gradio as gr
 
-    def respond(message: str, history: list[dict[str, Any]], convo: list[dict[str, str]]) -> Iterator[Any]:
+    def respond(message: str, history: list[dict[str, Any]], convo: list[dict[str, str]],
+                answers: list[dict[str, Any]]) -> Iterator[Any]:
+        """Stream one answer. Outputs: chat, conversation memory, answers so far, sources, picker, article."""
         history = list(history or [])
         convo = list(convo or [])
+        answers = list(answers or [])
         message = (message or "").strip()
+        keep = gr.update()
         if not message:
             history.append({"role": "assistant", "content": "Error: The question is empty: type a question first."})
-            yield history, convo, None, gr.update(), gr.update(), "", ""
+            yield history, convo, answers, keep, keep, keep
             return
         history.append({"role": "user", "content": as_text(message)})
         history.append({"role": "assistant", "content": "…"})
-        yield history, convo, None, gr.update(), gr.update(choices=[], value=None), "", ""
+        yield history, convo, answers, keep, keep, keep
         messages = convo + [{"role": "user", "content": message}]
         answer: Answer | None = None
         try:
@@ -201,32 +214,51 @@ def build(kb: Assistant) -> Any:
                 if isinstance(piece, str):
                     streamed += piece
                     history[-1] = {"role": "assistant", "content": as_text(streamed) + " ▌"}
-                    yield history, convo, None, gr.update(), gr.update(), "", ""
+                    yield history, convo, answers, keep, keep, keep
                 else:
                     answer = piece
         except AssistantError as exc:
             history[-1] = {"role": "assistant", "content": f"Error: {as_text(str(exc))}"}
-            yield history, convo, None, gr.update(), gr.update(choices=[], value=None), "", ""
+            yield history, convo, answers, keep, keep, keep
             return
         except Exception as exc:  # never a traceback in the page
             log.exception("unexpected error answering %r", message)
             history[-1] = {"role": "assistant", "content": f"Error: Something went wrong ({type(exc).__name__}). "
                            "Try again, or re-sync the articles."}
-            yield history, convo, None, gr.update(), gr.update(choices=[], value=None), "", ""
+            yield history, convo, answers, keep, keep, keep
             return
         assert answer is not None
         answer.question = message
         if standalone != message:
             answer.standalone_question = standalone
-        history[-1] = {"role": "assistant", "content": render_answer(answer)}
+        history[-1] = {"role": "assistant", "content": render_answer(answer, len(answers))}
+        answers.append(answer.model_dump(mode="json", exclude={"contexts"}))
         convo = messages + [{"role": "assistant", "content": answer.text}]
         choices = [f"[{n}]" for n in range(1, len(answer.citations) + 1)]
-        yield (history, convo[-12:], answer.model_dump(mode="json"), render_sources(answer),
-               gr.update(choices=choices, value=None), "", render_article(kb, None, None))
+        yield (history, convo[-12:], answers, render_sources(answer),
+               gr.update(choices=choices, value=None), render_article(kb, None, None))
 
-    def open_citation(choice: str | None, state: dict[str, Any] | None) -> str:
-        answer = Answer.model_validate(state) if state else None
-        return render_article(kb, answer, choice)
+    def shown_answer(answers: list[dict[str, Any]], index: int | None) -> Answer | None:
+        if not answers:
+            return None
+        i = len(answers) - 1 if index is None else index
+        return Answer.model_validate(answers[i]) if 0 <= i < len(answers) else None
+
+    def open_citation(choice: str | None, answers: list[dict[str, Any]], index: int | None) -> str:
+        return render_article(kb, shown_answer(answers, index), choice)
+
+    def open_target(target: str, answers: list[dict[str, Any]]) -> tuple[Any, Any, Any, int | None]:
+        """A click on [n] of answer i: that answer's sources, its citation n picked, the article."""
+        m = re.fullmatch(r"(\d+)-(\d+)", (target or "").strip())
+        if not m:
+            return gr.update(), gr.update(), gr.update(), None
+        i, n = int(m.group(1)), int(m.group(2))
+        answer = shown_answer(answers, i)
+        if answer is None:
+            return gr.update(), "<div id='article-view'><p>That answer is no longer here.</p></div>", gr.update(), None
+        choices = [f"[{k}]" for k in range(1, len(answer.citations) + 1)]
+        return (render_sources(answer), render_article(kb, answer, f"[{n}]"),
+                gr.update(choices=choices, value=f"[{n}]"), i)
 
     def resync() -> tuple[str, str]:
         try:
@@ -260,7 +292,9 @@ def build(kb: Assistant) -> Any:
     with gr.Blocks(title="assistant — cited answers") as demo:
         head_md = gr.Markdown(header(kb), elem_id="header")
         convo = gr.State([])
-        current = gr.State(None)
+        answers = gr.State([])  # every answer of the conversation, so old citations keep working
+        shown = gr.State(None)  # which answer the sources panel shows (None: the latest)
+        pending = gr.State("")
         with gr.Row():
             with gr.Column(scale=3):
                 chat = gr.Chatbot(
@@ -271,6 +305,7 @@ def build(kb: Assistant) -> Any:
                     box = gr.Textbox(placeholder="Ask a question about the articles…", show_label=False,
                                      scale=5, elem_id="question", max_lines=4)
                     send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+                    stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="stop", visible=False)
                 gr.Examples(EXAMPLES, inputs=[box], label="Try one of these")
                 with gr.Accordion("Articles: re-sync or add your own", open=False, elem_id="articles-panel"):
                     with gr.Row():
@@ -283,20 +318,39 @@ def build(kb: Assistant) -> Any:
                 sources = gr.HTML(render_sources(None), elem_id="sources")
                 picker = gr.Radio(choices=[], label="Open a citation", elem_id="cite-picker")
                 article = gr.HTML(render_article(kb, None, None), elem_id="article")
-        outputs = [chat, convo, current, sources, picker, box, article]
+                target = gr.Textbox(elem_id="cite-target", show_label=False, container=False)
+                target_go = gr.Button("open", elem_id="cite-open")
+
+        def take(message: str) -> tuple[str, str, Any, Any, Any]:
+            """The question leaves the box (which is locked with the Ask button until the answer is in)."""
+            return (message, "", gr.update(interactive=False), gr.update(visible=False),
+                    gr.update(visible=True))
+
+        def release() -> tuple[Any, Any, Any, None]:
+            return gr.update(interactive=True), gr.update(visible=True), gr.update(visible=False), None
+
+        answering = [chat, convo, answers, sources, picker, article]
+        locks = [box, send, stop_btn]
+        running = []
         for trigger in (box.submit, send.click):
-            trigger(respond, [box, chat, convo], outputs)
-        picker.change(open_citation, [picker, current], [article]).then(None, None, None, js=SCROLL_JS)
+            started = trigger(take, [box], [pending, box, *locks], queue=False)
+            streaming = started.then(respond, [pending, chat, convo, answers], answering)
+            streaming.then(release, None, [*locks, shown])
+            running.append(streaming)
+        stop_btn.click(release, None, [*locks, shown], cancels=running, queue=False)
+        picker.change(open_citation, [picker, answers, shown], [article]).then(None, None, None, js=SCROLL_JS)
+        target_go.click(open_target, [target, answers], [sources, article, picker, shown]).then(
+            None, None, None, js=SCROLL_JS)
         sync_btn.click(resync, None, [head_md, status])
         files.upload(upload, [files], [head_md, status, files])
         demo.load(lambda: header(kb), None, head_md)  # every visitor sees the corpus as it is now
 
-        def clear() -> tuple[list[Any], list[Any], None, str, Any, str, str]:
-            """The trash button forgets the whole conversation: memory, sources, viewer."""
+        def clear() -> tuple[list[Any], list[Any], list[Any], str, Any, str, None]:
+            """The trash button forgets the whole conversation: memory, answers, sources, viewer."""
             empty = render_article(kb, None, None)
-            return [], [], None, render_sources(None), gr.update(choices=[], value=None), "", empty
+            return [], [], [], render_sources(None), gr.update(choices=[], value=None), empty, None
 
-        chat.clear(clear, None, outputs)
+        chat.clear(clear, None, [chat, convo, answers, sources, picker, article, shown])
     return demo
 
 

@@ -55,7 +55,11 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
+_READY = "() => { const t = document.querySelector('#question textarea'); return t && !t.disabled; }"
+
+
 def _ask(page: Any, question: str) -> None:
+    page.wait_for_function(_READY, timeout=60_000)  # the previous answer is in and the box unlocked
     n = page.locator("#chat .message-row, #chat [data-testid='bot']").count()
     page.fill("#question textarea", question)
     page.click("#ask")
@@ -94,7 +98,7 @@ def test_first_visit_ask_stream_open_citation_abstain(browser: Any, page_url: tu
     assert "Kremlin accelerates concerted push" in sources and "Featured" not in sources  # the headline
     page.screenshot(path=str(SHOTS / "02-streamed-answer.png"))
 
-    page.locator("#chat a[href='#cite-1']").first.click()
+    page.locator("#chat a[href='#cite-0-1']").first.click()
     mark = page.locator("#article-view mark")
     mark.wait_for(timeout=10_000)
     quote = mark.inner_text()
@@ -130,7 +134,7 @@ def test_upload_then_ask_and_no_script_runs(browser: Any, page_url: tuple[str, P
     _ask(page, "What happened to the Glushkovo bridge over the Seym?")
     assert "HIMARS" in _last_bot(page)
     assert "Bridge over the Seym destroyed" in page.inner_text("#sources")
-    page.locator("#chat a[href='#cite-1']").first.click()
+    page.locator("#chat a[href='#cite-0-1']").first.click()
     page.locator("#article-view mark").wait_for(timeout=10_000)
     assert "<script>" in page.inner_text("#article-view")  # shown as text, not run
     assert page.evaluate("() => window.__xss") is None
@@ -205,7 +209,7 @@ def test_no_remote_content_live_header_clear_and_dark_mode(browser: Any, page_ur
                                   timeout=20_000)  # not the count from when the page was built
         _ask(visitor, "How many shells did the Zorya depot near Kursk hold?")
         assert "300" in _last_bot(visitor)
-        visitor.locator("#chat a[href='#cite-1']").first.click()
+        visitor.locator("#chat a[href='#cite-0-1']").first.click()
         mark = visitor.locator("#article-view mark")
         mark.wait_for(timeout=10_000)
         colors = visitor.evaluate("""() => { const s = getComputedStyle(document.querySelector('#article-view mark'));
@@ -228,3 +232,34 @@ def test_no_remote_content_live_header_clear_and_dark_mode(browser: Any, page_ur
         visitor.close()
     finally:
         tracker.shutdown()
+
+
+def test_old_answers_keep_their_sources_and_the_box_is_locked_while_answering(browser: Any,
+                                                                              page_url: tuple[str, Path]) -> None:
+    url, _ = page_url
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.wait_for_selector("#question textarea")
+    page.evaluate("""() => { window.__locked = false; window.__stop = false;
+        new MutationObserver(() => {
+          const t = document.querySelector('#question textarea');
+          if (t && t.disabled) window.__locked = true;
+          const s = document.querySelector('#stop');
+          if (s && s.offsetParent !== null) window.__stop = true;
+        }).observe(document.body, {subtree: true, childList: true, attributes: true}); }""")
+    _ask(page, "How many North Korean troops did Russia deploy to Kursk?")
+    assert page.evaluate("() => window.__locked && window.__stop"), "box locked and Stop shown while answering"
+    page.wait_for_function(_READY, timeout=20_000)
+    assert not page.locator("#stop").is_visible()
+    _ask(page, "What is the range of the long Neptune missile?")
+    # [1] of the older answer still opens the older answer's article and sources
+    page.locator("#chat a[href='#cite-0-1']").click()
+    page.wait_for_function("() => { const m = document.querySelector('#article-view mark');"
+                           " return m && m.innerText.includes('12,000'); }", timeout=20_000)
+    assert "Kremlin accelerates" in page.inner_text("#sources")
+    page.screenshot(path=str(SHOTS / "07-older-answer-citation.png"))
+    page.locator("#chat a[href='#cite-1-1']").click()
+    page.wait_for_function("() => { const m = document.querySelector('#article-view mark');"
+                           " return m && m.innerText.includes('1,000'); }", timeout=20_000)
+    assert "Ukraine resists Russian advances" in page.inner_text("#sources")
+    page.close()

@@ -34,7 +34,7 @@ def test_rendered_answer_escapes_html_and_links_markers() -> None:
     a = Answer(question="q", text="<img src=x onerror=alert(1)> says 5 [1].",
                citations=[Citation(source="a.txt", quote="<b>q</b>", start=0, end=8)])
     md = render_answer(a)
-    assert "<img" not in md and "&lt;img" in md and "[[1]](#cite-1)" in md
+    assert "<img" not in md and "&lt;img" in md and "[[1]](#cite-0-1)" in md
     assert "<b>q</b>" not in render_sources(a) and "&lt;b&gt;q" in render_sources(a)
     abstained = Answer(question="q", text="The articles don't cover this.", abstained=True)
     assert render_answer(abstained).startswith("**Not in the articles.**")
