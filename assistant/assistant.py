@@ -25,7 +25,6 @@ from .text import visible
 
 log = logging.getLogger(__name__)
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
@@ -39,7 +38,7 @@ def clean_question(question: str, max_chars: int) -> str:
             f"The question has a byte that is not valid UTF-8 (\\x{ord(bad.group()) & 0xFF:02x} at character "
             f"{bad.start() + 1}). Set your terminal to UTF-8 (e.g. LANG=C.UTF-8) or retype the question."
         )
-    q = " ".join(_CONTROL.sub(" ", visible(question)).split())
+    q = " ".join(visible(question).split())  # control characters and invisible ones removed
     if not q:
         raise QuestionError(
             "The question is empty. Ask something about the articles, e.g. "

@@ -52,13 +52,13 @@ class CollectionGone(IndexUnavailableError):
     """The collection was deleted (by another process's sync with other settings, or a rebuild)."""
 
 
-def _writable_dir(path: Path, what: str = "index folder") -> Path:
+def _writable_dir(path: Path) -> Path:
     """Create path if needed; a folder that cannot be made says which setting to change."""
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise IndexUnavailableError(
-            f"Cannot create the {what} {path} ({exc.strerror or exc}). Set ASSISTANT_INDEX_DIR "
+            f"Cannot create the index folder {path} ({exc.strerror or exc}). Set ASSISTANT_INDEX_DIR "
             "(or --index) to a folder you can write to."
         ) from None
     return path
@@ -299,7 +299,9 @@ class Index:
                     if self.path is None:
                         root = settings.resolved_index_dir()
                         self.path = _new_generation(root)
-                        _set_current(root, self.path)
+                        self._open()
+                        _set_current(root, self.path)  # named only once its collections exist
+                        return
         self._open()
 
     def _open(self) -> None:
@@ -370,12 +372,14 @@ class Index:
                 revision = self.complete_revision()
         return revision
 
-    def _bump_revision(self, complete: bool) -> None:
-        meta = {k: v for k, v in self._metadata().items() if not k.startswith("hnsw:")}
+    def _bump_revision(self, complete: bool, meta: dict[str, Any] | None = None) -> str:
+        """A new revision (and, if complete, the new complete one); returns it. meta: the metadata just read."""
+        meta = {k: v for k, v in (meta if meta is not None else self._metadata()).items() if not k.startswith("hnsw:")}
         meta["revision"] = uuid.uuid4().hex
         if complete:
             meta["complete"] = meta["revision"]
         self.collection.modify(metadata=meta)
+        return str(meta["revision"])
 
     def _mark_dirty(self) -> None:
         """Before the first write of a sync: a new revision, so that no cache made before it is trusted,
@@ -512,9 +516,11 @@ class Index:
                     report.removed += 1
             report.files_total = len(docs)
             report.chunks_total = self.count()
-            if self._dirty or not self.revision() or self.complete_revision() != self.revision():
-                self._bump_revision(complete=True)
-                write_cache(self.cache_path("manifest"), self.revision(), self._read_stored())
+            meta = self._metadata()
+            revision = meta.get("revision", "")
+            if self._dirty or not revision or meta.get("complete", revision) != revision:
+                write_cache(self.cache_path("manifest"), self._bump_revision(complete=True, meta=meta),
+                            self._read_stored())
         report.seconds = time.perf_counter() - t0
         log.info("sync: %s", report.summary())
         return report

@@ -416,8 +416,7 @@ BOILERPLATE = re.compile(
 )
 _BYLINE = re.compile(r"^(?:by|written by|reporting by|posted by|story by)\s+\S", re.IGNORECASE)
 _FRONT = re.compile(r"\A\s*---[ \t]*\n(.*?)\n---[ \t]*(?:\n|\Z)", re.DOTALL)
-_MONTH_NAMES = ("january february march april may june july august september october november december").split()
-_MON = {m[:3]: i + 1 for i, m in enumerate(_MONTH_NAMES)}
+_MON = {m[:3]: i + 1 for i, m in enumerate(MONTHS)}
 _MONTH_RE = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
 _DATES = (
     (re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b"), ("y", "m", "d")),
