@@ -154,6 +154,8 @@ def score(question: str, evidence: Evidence, model: selector.Model | None = None
             c.violations = text.violations(cons, c.text, corpus.article_text(c.ctx.source))
         if c.text.rstrip().endswith("?"):  # a heading that asks, never an answer
             c.violations.append("a question, not an answer")
+        if kind in ("number", "date") and not c.kind_any:  # "how many …" is not answered without a figure
+            c.violations.append(f"no {kind}")
     top_cos = max(c.cos for c in cands)
     top_dense = max((ctx.dense_score or 0.0) for ctx in evidence.contexts)
     top_cov = max(c.coverage for c in cands)
@@ -247,7 +249,9 @@ def refusal(question: str, sc: Scored | None, evidence: Evidence, confidence: fl
     if sc is not None and sc.unknown:
         notes.append("The articles never mention " + ", ".join(f"“{w}”" for w in sc.unknown) + ".")
     elif sc is not None and sc.cands and all(c.violations for c in sc.cands[:3]) and sc.cands[0].violations:
-        notes.append("The closest sentences do not match the question's " + sc.cands[0].violations[0] + ".")
+        why = sc.cands[0].violations[0]
+        notes.append(f"None of the closest sentences gives a {why[3:]}, which the question asks for."
+                     if why.startswith("no ") else "The closest sentences do not match the question's " + why + ".")
     return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, confidence=round(confidence, 4),
                   contexts=evidence.contexts, notes=notes)
 

@@ -290,9 +290,10 @@ class Constraints:
     months: set[str] = field(default_factory=set)
     identifiers: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
+    qualifiers: set[tuple[str, str, str]] = field(default_factory=set)  # (class, modifier, head stem)
 
     def __bool__(self) -> bool:
-        return bool(self.years or self.quarters or self.months or self.identifiers or self.names)
+        return bool(self.years or self.quarters or self.months or self.identifiers or self.names or self.qualifiers)
 
 
 def quarters(text: str) -> set[str]:
@@ -321,6 +322,56 @@ def identifiers(text: str) -> set[str]:
     return out
 
 
+#: Modifiers that exclude one another: "short Neptune" is not the "long Neptune".
+_CONTRASTS = {w: k for k, ws in {
+    "length": "short long", "direction": "north south east west northern southern eastern western",
+    "level": "upper lower", "side": "inner outer", "extent": "minimum maximum", "origin": "domestic foreign",
+    "status": "civilian military", "age": "old new", "size": "small large",
+}.items() for w in ws.split()}
+_DEMONYM = re.compile(r"^[A-Z][a-z]+(?:an|ian|ean|ese|ish|i)$")
+_TOKEN = re.compile(r"[A-Za-z][\w-]*|\d[\d,.]*")
+
+
+def _contrast_class(word: str) -> str | None:
+    """The class of a modifier that excludes others of its class: a nationality ("Russian"), or a word of
+    _CONTRASTS."""
+    if _DEMONYM.match(word) and word.lower() not in STOPWORDS:
+        return "nationality"
+    return _CONTRASTS.get(word.lower())
+
+
+def qualifiers(question: str) -> set[tuple[str, str, str]]:
+    """(class, modifier, head stem) for each word of the question that qualifies the next one with a value
+    that excludes others: "Russian soldiers", "short Neptune"."""
+    words = _TOKEN.findall(visible(question))
+    out = set()
+    for i, (m, h) in enumerate(zip(words, words[1:])):
+        k = _contrast_class(m)
+        if k is None or h.lower() in STOPWORDS or _contrast_class(h) == k:
+            continue
+        if k != "nationality" and m[0].isupper() and h[0].isupper() and i:  # part of a name: "North Korean"
+            continue
+        out.add((k, m.lower(), stem_words([h.lower()])[0]))
+    return out
+
+
+def _qualifier_clash(q: tuple[str, str, str], sentence: str) -> bool:
+    """Does the sentence qualify the question's head word only by other values of its class ("Ukrainian
+    soldiers" for "Russian soldiers")?"""
+    kind, wanted, head = q
+    words = _TOKEN.findall(sentence)
+    others = False
+    for i, w in enumerate(words):
+        if stem_words([w.lower()])[0] != head:
+            continue
+        before = [b.lower() for b in words[max(0, i - 3) : i]]
+        if wanted in before:
+            return False
+        if i and words[i - 1].lower() != wanted and _contrast_class(words[i - 1]) == kind:
+            others = True
+    return others
+
+
 def constraints(question: str) -> Constraints:
     """What the question pins down. Names are capitalised words after the first word."""
     found_names: set[str] = set()
@@ -335,7 +386,7 @@ def constraints(question: str) -> Constraints:
                 continue
             found_names.add(low)
     return Constraints(years=years(question), quarters=quarters(question), months=months(question),
-                       identifiers=identifiers(question), names=found_names)
+                       identifiers=identifiers(question), names=found_names, qualifiers=qualifiers(question))
 
 
 def violations(c: Constraints, sentence: str, article: str) -> list[str]:
@@ -355,6 +406,9 @@ def violations(c: Constraints, sentence: str, article: str) -> list[str]:
     if c.names:
         low_s, low_a = visible(sentence).lower(), visible(article).lower()
         out += [f"name {n}" for n in sorted(c.names) if not mentions(n, low_s) and not mentions(n, low_a)]
+    for q in sorted(c.qualifiers):
+        if _qualifier_clash(q, visible(sentence)):
+            out.append(f"qualifier {q[1]}")
     return out
 
 
@@ -382,6 +436,20 @@ def correct(text: str, vocabulary: set[str], by_initial: dict[str, list[str]]) -
     return WORD.sub(fix, text)
 
 
+@lru_cache(maxsize=1)
+def _english_stems() -> frozenset[str]:
+    return frozenset(stem_words(sorted(english_words())))
+
+
+def _inflected(low: str, stems: Any) -> bool:
+    """Is the word an inflection of an English word ("ambushes") or of a corpus word ("evacuees" ~
+    "evacuated": their stems differ by at most two final letters)?"""
+    stem = stem_words([low])[0]
+    if stem in _english_stems():
+        return True
+    return any(stem[:k] in stems for k in range(max(5, len(stem) - 2), len(stem)))
+
+
 def unknown_terms(question: str, vocabulary: set[str], stems: Any = ()) -> list[str]:
     """Words of the question that neither the corpus (its words or their stems: ``stems``) nor ordinary
     English has: made-up or misspelt past recognition ("Kurskxqzvbnm"), or identifiers the corpus never
@@ -399,7 +467,7 @@ def unknown_terms(question: str, vocabulary: set[str], stems: Any = ()) -> list[
                 continue  # a bare number is a value, checked by the answer
             out.append(w)
             continue
-        if low in english or low.rstrip("s") in english or low.rstrip("s") in vocabulary:
+        if low in english or low.rstrip("s") in english or low.rstrip("s") in vocabulary or _inflected(low, stems):
             continue
         out.append(w)
     return out

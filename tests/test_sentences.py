@@ -10,7 +10,7 @@ from assistant import Assistant
 from assistant.answer import OfflineAnswerer
 from assistant.ingest import read_text
 from assistant.retrieve import _decisive
-from assistant.text import constraints, split_sentences, violations
+from assistant.text import constraints, split_sentences, unknown_terms, violations
 
 
 def _valid(a, docs: Path) -> None:  # type: ignore[no-untyped-def]
@@ -90,6 +90,42 @@ def test_constraints_disqualify_a_different_year_quarter_or_identifier() -> None
     # a name must be a word of the sentence or its article, not a piece of another word
     c = constraints("What did China say?")
     assert violations(c, "Russia recaptured Rubanshchina.", "Rubanshchina") == ["name china"]
+
+
+def test_a_qualifier_of_the_same_class_disqualifies() -> None:
+    c = constraints("How many Russian soldiers did Gerasimov say had been killed?")
+    said = "Gerasimov told Putin that about 100 Ukrainian soldiers had been killed, Russian news agencies reported."
+    assert violations(c, said, said) == ["qualifier russian"]
+    assert violations(c, said.replace("Ukrainian soldiers", "Russian soldiers"), said) == []
+    c = constraints("What is the range of the short Neptune missile?")
+    assert violations(c, "A new missile, the “long Neptune,” has a range of 1,000 km.", "") == ["qualifier short"]
+    # a name's own words are not qualifiers; another qualifier before the head is fine
+    c = constraints("How many North Korean troops are in Kursk?")
+    assert violations(c, "Russian and North Korean troops are in Kursk.", "") == []
+
+
+def test_inflections_of_known_words_are_not_unknown() -> None:
+    stems = {"evacu", "kursk", "troop"}
+    assert unknown_terms("How many evacuees were put up?", {"evacuated"}, stems) == []
+    assert unknown_terms("What route did they use for ambushes?", set(), stems) == []
+    assert unknown_terms("Kurskxqzvbnm troopsqqqq?", {"kursk", "troops"}, stems) == ["Kurskxqzvbnm", "troopsqqqq"]
+
+
+def test_how_many_is_not_answered_without_a_figure(tmp_path: Path) -> None:
+    docs = _write(tmp_path / "docs", {
+        "a.txt": "Harbor United squad\n\nHarbor United has not confirmed how many players it signed this summer, "
+                 "the club said.\n",
+        "b.txt": "Lakeside Rovers\n\nLakeside Rovers signed a new goalkeeper from Millbrook in the summer.\n",
+    })
+    kb = Assistant(docs_dir=docs, index_dir=tmp_path / "idx", answerer="offline")
+    kb.sync()
+    a = kb.ask("How many players did Harbor United sign this summer?")
+    assert a.abstained and any("number" in n for n in a.notes)
+    (docs / "a.txt").write_text("Harbor United squad\n\nHarbor United signed four players this summer, the club "
+                                "said.\n", encoding="utf-8")
+    kb.sync()
+    a = kb.ask("How many players did Harbor United sign this summer?")
+    assert not a.abstained and "four" in a.text
 
 
 def _write(folder: Path, files: dict[str, str]) -> Path:
