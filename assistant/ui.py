@@ -40,29 +40,115 @@ CSS = """
 .src-card .quote { font-style: italic; }
 .abstain-note { color: #8a5a00; }
 #cite-target, #cite-open { display: none !important; }
+.src-card[data-cite] { cursor: pointer; }
+.src-card[data-cite]:hover { background: rgba(76, 110, 245, 0.08); }
+#cite-preview { position: fixed; z-index: 1001; max-width: min(420px, 90vw); padding: 8px 10px; border-radius: 6px;
+  background: #fffbe6; color: #111; border: 1px solid #d9c36a; box-shadow: 0 2px 8px rgba(0,0,0,.25);
+  font-size: 0.9em; line-height: 1.4; display: none; }
+#cite-preview .meta { display: block; opacity: 0.75; font-size: 0.85em; margin-top: 4px; }
+.answer-sources summary { cursor: pointer; opacity: 0.85; }
+.answer-sources li { margin: 2px 0; }
+.sheet-close { display: none; }
+#articles-list table { width: 100%; font-size: 0.9em; }
+#articles-list td, #articles-list th { padding: 2px 6px; text-align: left; vertical-align: top; }
+@media (max-width: 760px) {
+  #chat { height: 62vh !important; }
+  #article.sheet { position: fixed !important; inset: 0; z-index: 1000; margin: 0; padding: 8px;
+    background: var(--background-fill-primary, #fff); overflow: hidden; }
+  #article.sheet #article-view { max-height: calc(100vh - 70px); }
+  #article.sheet .sheet-close { display: block; width: 100%; margin-bottom: 6px; padding: 10px; font-weight: 600;
+    border-radius: 6px; border: 1px solid #999; background: var(--button-secondary-background-fill, #eee); }
+}
 """
 
 HEAD = """
 <script>
 // [n] in any answer (#cite-<answer>-<n>) opens that answer's citation n: the answer and citation go into a
 // hidden box and a hidden button asks the server for that answer's sources and the article.
-document.addEventListener('click', function (e) {
-  const a = e.target.closest ? e.target.closest('a[href^="#cite-"]') : null;
-  if (!a) return;
-  e.preventDefault();
-  const target = a.getAttribute('href').slice(6);
+// A source card (data-cite="<answer>-<n>") opens the same way.
+function assistantOpen(target) {
   const box = document.querySelector('#cite-target textarea, #cite-target input');
   const go = document.querySelector('#cite-open');
   if (!box || !go) return;
   box.value = target;
   box.dispatchEvent(new Event('input', {bubbles: true}));
   setTimeout(() => go.click(), 50);
+}
+document.addEventListener('click', function (e) {
+  if (!e.target.closest) return;
+  const close = e.target.closest('.sheet-close');
+  if (close) { const s = document.querySelector('#article'); if (s) s.classList.remove('sheet'); return; }
+  const copy = e.target.closest('#chat button[aria-label="Copy message"]');
+  if (copy) { assistantCopy(copy, e); return; }
+  const a = e.target.closest('a[href^="#cite-"]');
+  if (a) {
+    e.preventDefault();
+    if (e.pointerType === 'touch' || window.matchMedia('(hover: none)').matches) assistantPreview(a, 4000);
+    assistantOpen(a.getAttribute('href').slice(6));
+    return;
+  }
+  const card = e.target.closest('.src-card[data-cite]');
+  if (card && !e.target.closest('details')) assistantOpen(card.getAttribute('data-cite'));
 }, true);
+// Hovering (or focusing, or tapping) [n] previews its quote.
+function assistantPreview(a, hideAfter) {
+  let p = document.querySelector('#cite-preview');
+  if (!p) { p = document.createElement('div'); p.id = 'cite-preview'; p.setAttribute('role', 'tooltip');
+            document.body.appendChild(p); }
+  if (a.title) { a.dataset.quote = a.title; a.removeAttribute('title'); }
+  const q = a.dataset.quote || '';
+  if (!q) return;
+  const cut = q.lastIndexOf(' — ');
+  p.textContent = cut > 0 ? q.slice(0, cut) : q;
+  if (cut > 0) { const m = document.createElement('span'); m.className = 'meta'; m.textContent = q.slice(cut + 3);
+                 p.appendChild(m); }
+  p.style.display = 'block';
+  const r = a.getBoundingClientRect();
+  const top = r.bottom + 6 + p.offsetHeight > window.innerHeight ? r.top - p.offsetHeight - 6 : r.bottom + 6;
+  p.style.top = Math.max(4, top) + 'px';
+  p.style.left = Math.max(4, Math.min(r.left, window.innerWidth - p.offsetWidth - 4)) + 'px';
+  clearTimeout(window.__previewTimer);
+  if (hideAfter) window.__previewTimer = setTimeout(assistantHidePreview, hideAfter);
+}
+function assistantHidePreview() { const p = document.querySelector('#cite-preview'); if (p) p.style.display = 'none'; }
+for (const [on, off] of [['mouseover', 'mouseout'], ['focusin', 'focusout']]) {
+  document.addEventListener(on, e => { const a = e.target.closest && e.target.closest('a[href^="#cite-"]');
+    if (a) assistantPreview(a, 0); });
+  document.addEventListener(off, e => { const a = e.target.closest && e.target.closest('a[href^="#cite-"]');
+    if (a) assistantHidePreview(); });
+}
+// Copy gives plain text: the answer, then its sources (title, date, quote), never link markup.
+function assistantCopy(button, e) {
+  // the buttons follow their message inside the chat's message list
+  let row = button.closest('.message-buttons') || button.parentElement;
+  while (row && !(row.querySelector && row.querySelector('.message-content'))) row = row.previousElementSibling;
+  const msg = row && Array.from(row.querySelectorAll('.message-content')).pop();
+  if (!msg) return;
+  e.preventDefault(); e.stopImmediatePropagation();
+  const clone = msg.cloneNode(true);
+  const sources = Array.from(clone.querySelectorAll('.answer-sources li')).map(li => li.textContent.trim());
+  clone.querySelectorAll('.answer-sources').forEach(d => d.remove());
+  const holder = document.createElement('div');
+  holder.style.position = 'fixed'; holder.style.left = '-10000px'; holder.appendChild(clone);
+  document.body.appendChild(holder);
+  let text = clone.innerText.replace(/\\n{3,}/g, '\\n\\n').trim();
+  holder.remove();
+  if (sources.length) text += '\\n\\nSources:\\n' + sources.join('\\n');
+  navigator.clipboard.writeText(text).catch(() => {});
+  window.__copied = text;
+}
 </script>
 """
 
-SCROLL_JS = """() => { setTimeout(() => { const m = document.querySelector('#article-view mark');
- if (m) { m.scrollIntoView({block: 'center'}); } }, 150); }"""
+# Scroll the highlight to the middle of the viewer, never the page: on a phone the viewer opens as a sheet
+# over the chat with a "Back to the chat" button, so the conversation stays where it was.
+SCROLL_JS = """() => { setTimeout(() => { const v = document.querySelector('#article-view');
+ const m = document.querySelector('#article-view mark'); const s = document.querySelector('#article');
+ if (!v || !m) return;
+ if (window.matchMedia('(max-width: 760px)').matches && s) { s.classList.add('sheet'); }
+ else { const r = v.getBoundingClientRect();
+   if (r.bottom < 0 || r.top > window.innerHeight) v.scrollIntoView({block: 'nearest'}); }
+ v.scrollTop += m.getBoundingClientRect().top - v.getBoundingClientRect().top - v.clientHeight / 2; }, 150); }"""
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -126,26 +212,56 @@ def render_answer(answer: Answer, index: int = 0) -> str:
     """Answer text as chat Markdown: shown as text, with every [n] a link to citation n of this answer (the
     index-th of the conversation), which keeps working after newer answers arrive."""
     parts = re.split(r"(\[\d+\])", answer.text)
-    text = "".join(f"[[{p[1:-1]}]](#cite-{index}-{p[1:-1]})" if re.fullmatch(r"\[\d+\]", p) else as_text(p)
-                   for p in parts)
+    out = []
+    for p in parts:
+        m = re.fullmatch(r"\[(\d+)\]", p)
+        if m:
+            n = int(m.group(1))
+            tip = _preview(answer.citations[n - 1]) if 1 <= n <= len(answer.citations) else ""
+            out.append(f'<a href="#cite-{index}-{n}" class="cite" title="{html.escape(tip)}">[{n}]</a>')
+        else:  # keep the spaces around the markers: "… incursion. [1] North Korea …"
+            out.append((" " if p[:1].isspace() else "") + as_text(p) + (" " if p[-1:].isspace() else ""))
+    text = "".join(out)
     if answer.abstained:
         return f"**Not in the articles.** *{text}*"
     prefix = "**Sources disagree.** " if answer.conflict else ""
     asked = (f"\n\n*Interpreted as:* {as_text(answer.standalone_question)}" if answer.standalone_question else "")
     notes = "".join(f"\n\n> **Note:** {as_text(n)}" for n in answer.notes)
-    return prefix + text + asked + notes
+    return prefix + text + asked + notes + _sources_footer(answer)
 
 
-def render_sources(answer: Answer | None) -> str:
+def _source_line(c: Any) -> str:
+    return f"{' '.join(c.title.split()) or c.source} ({c.date or 'undated'})"
+
+
+def _preview(c: Any) -> str:
+    """What hovering or tapping [n] shows: the quote, then its article and date."""
+    quote = " ".join(c.quote.split())
+    return f"“{quote[:400]}{'…' if len(quote) > 400 else ''}” — {_source_line(c)}"
+
+
+def _sources_footer(answer: Answer) -> str:
+    """The answer's own sources under it (collapsed): kept with the answer, copied with it, in reach on a phone."""
+    if not answer.citations:
+        return ""
+    items = "".join(f"<li>[{n}] {html.escape(_source_line(c))}: “{html.escape(' '.join(c.quote.split()))}”</li>"
+                    for n, c in enumerate(answer.citations, start=1))
+    return (f"\n\n<details class=\"answer-sources\"><summary>Sources ({len(answer.citations)})</summary>"
+            f"<ol style=\"list-style: none; padding-left: 0\">{items}</ol></details>")
+
+
+def render_sources(answer: Answer | None, index: int | None = None) -> str:
     if answer is None or not answer.citations:
         if answer is not None and answer.abstained:
             return "<p class='abstain-note'>No source answers this question, so nothing is cited.</p>"
         return "<p>Sources of the current answer appear here.</p>"
     cards = []
+    opens = "" if index is None else f" data-cite='{index}-{{n}}' title='Open the article at this quote'"
     for n, c in enumerate(answer.citations, start=1):
         dated = f" · {html.escape(c.date)}" if c.date else " · undated"
         cards.append(
-            f"<div class='src-card' id='cite-{n}'><b>[{n}] {html.escape(c.title[:120] or c.source)}</b>"
+            f"<div class='src-card' id='cite-{n}'{opens.format(n=n)}>"
+            f"<b>[{n}] {html.escape(c.title[:120] or c.source)}</b>"
             f"<span class='meta'>{dated}</span><br>"
             f"<span class='quote'>“{html.escape(c.quote)}”</span>"
             f"<details class='meta'><summary>details</summary><code>{html.escape(c.source)}</code> · characters "
@@ -171,7 +287,8 @@ def render_article(kb: Assistant, answer: Answer | None, choice: str | None) -> 
     body = (html.escape(text[: c.start]) + f"<mark id='hl'>{html.escape(c.quote)}</mark>"
             + html.escape(text[c.end :]))
     dated = html.escape(c.date) if c.date else "no date given"
-    return (f"<div id='article-view'><h3>{html.escape(c.title)}</h3><p>{dated} · <code>{html.escape(c.source)}</code>"
+    return (f"<button class='sheet-close' type='button'>← Back to the chat</button>"
+            f"<div id='article-view'><h3>{html.escape(c.title)}</h3><p>{dated} · <code>{html.escape(c.source)}</code>"
             f"</p><pre>{body}</pre></div>")
 
 
@@ -180,11 +297,59 @@ def header(kb: Assistant) -> str:
         corpus = kb.corpus
         articles, chunks = len(corpus.sources), len(corpus.records)
     except AssistantError as exc:
-        return f"### assistant\nError: {exc}"
+        return f"### assistant\nError: {as_text(str(exc))}"
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(kb.last_sync_at)) if kb.last_sync_at else "never"
+    about = topics(corpus)
     return (f"### assistant — cited answers from the articles\n"
             f"**Answering:** {kb.describe_answerer()} · **Corpus:** {articles} articles, {chunks} chunks · "
-            f"**Last sync:** {when}")
+            f"**Last sync:** {when}" + (f"\n\n**The articles are mostly about:** {as_text(', '.join(about))}"
+                                        if about else ""))
+
+
+def _status(msg: str) -> str:
+    """A status message as Markdown: its lines shown as text (file names may hold Markdown), "- " items kept."""
+    return "\n".join("- " + as_text(line[2:]) if line.startswith("- ") else as_text(line)
+                     for line in msg.strip().splitlines())
+
+
+def topics(corpus: Any, k: int = 8) -> list[str]:
+    """What the articles are about: the names most of them mention (by how many articles, then how often)."""
+    from .text import MONTHS, NAME_SPAN
+
+    by_article: dict[str, set[str]] = {}
+    counts: dict[str, int] = {}
+    for r in corpus.records:
+        for m in NAME_SPAN.finditer(r.text):
+            name = m.group(0)
+            if name.lower() in MONTHS or len(name) < 3:
+                continue
+            by_article.setdefault(name, set()).add(r.source)
+            counts[name] = counts.get(name, 0) + 1
+    out: list[str] = []
+    for name in sorted(by_article, key=lambda n: (-len(by_article[n]), -counts[n], n)):
+        if not any(name.lower()[:5] == o.lower()[:5] for o in out):  # Russia and Russian: once
+            out.append(name)
+    return out[:k]
+
+
+def articles_table(kb: Assistant) -> str:
+    """The articles panel: each article's headline, date and size, newest first (undated last)."""
+    try:
+        corpus = kb.corpus
+    except AssistantError as exc:
+        return f"<p>Error: {html.escape(str(exc))}</p>"
+    if not corpus.sources:
+        return "<p>No articles are indexed yet: add some below.</p>"
+    rows = []
+    dates = {r.source: r.date for r in corpus.records}
+    for src in sorted(corpus.sources, key=lambda s: (dates.get(s) or "", s), reverse=True):
+        text = kb.files.text(src)
+        size = f"{len(text.split()):,} words" if text is not None else "unreadable now"
+        rows.append(f"<tr><td>{html.escape(' '.join(corpus.titles.get(src, '').split()) or src)}</td>"
+                    f"<td>{html.escape(dates.get(src) or 'undated')}</td><td>{size}</td>"
+                    f"<td><code>{html.escape(src)}</code></td></tr>")
+    return (f"<div id='articles-list'><p>{len(corpus.sources)} articles</p><table><thead><tr><th>headline</th>"
+            f"<th>date</th><th>size</th><th>file</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
 def build(kb: Assistant) -> Any:
@@ -235,7 +400,7 @@ def build(kb: Assistant) -> Any:
         answers.append(answer.model_dump(mode="json", exclude={"contexts"}))
         convo = messages + [{"role": "assistant", "content": answer.text}]
         choices = [f"[{n}]" for n in range(1, len(answer.citations) + 1)]
-        yield (history, convo[-12:], answers, render_sources(answer),
+        yield (history, convo[-12:], answers, render_sources(answer, len(answers) - 1),
                gr.update(choices=choices, value=None), render_article(kb, None, None))
 
     def shown_answer(answers: list[dict[str, Any]], index: int | None) -> Answer | None:
@@ -257,20 +422,20 @@ def build(kb: Assistant) -> Any:
         if answer is None:
             return gr.update(), "<div id='article-view'><p>That answer is no longer here.</p></div>", gr.update(), None
         choices = [f"[{k}]" for k in range(1, len(answer.citations) + 1)]
-        return (render_sources(answer), render_article(kb, answer, f"[{n}]"),
+        return (render_sources(answer, i), render_article(kb, answer, f"[{n}]"),
                 gr.update(choices=choices, value=f"[{n}]"), i)
 
-    def resync() -> tuple[str, str]:
+    def resync() -> tuple[str, str, str]:
         try:
             report = kb.sync()
         except AssistantError as exc:
-            return header(kb), f"Error: {exc}"
+            return header(kb), _status(f"Error: {exc}"), articles_table(kb)
         skipped = "".join(f"\n- skipped: {s}" for s in report.skipped)
-        return header(kb), f"Synced: {report.summary()}{skipped}"
+        return header(kb), _status(f"Synced: {report.summary()}{skipped}"), articles_table(kb)
 
-    def upload(files: list[Any] | None) -> tuple[str, str, None]:
+    def upload(files: list[Any] | None) -> tuple[str, str, None, str]:
         if not files:
-            return header(kb), "No file chosen.", None
+            return header(kb), "No file chosen.", None, articles_table(kb)
         saved, problems = [], []
         for f in files:
             src = Path(getattr(f, "name", f))
@@ -287,7 +452,7 @@ def build(kb: Assistant) -> Any:
                 msg = f"Error: Saved {', '.join(saved)} but the sync failed: {exc}"
         if problems:
             msg += "".join(f"\n- Not added: {p}" for p in problems)
-        return header(kb), msg.strip(), None
+        return header(kb), _status(msg), None, articles_table(kb)
 
     with gr.Blocks(title="assistant — cited answers") as demo:
         head_md = gr.Markdown(header(kb), elem_id="header")
@@ -307,7 +472,9 @@ def build(kb: Assistant) -> Any:
                     send = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
                     stop_btn = gr.Button("Stop", variant="stop", scale=1, elem_id="stop", visible=False)
                 gr.Examples(EXAMPLES, inputs=[box], label="Try one of these")
-                with gr.Accordion("Articles: re-sync or add your own", open=False, elem_id="articles-panel"):
+                with gr.Accordion("Articles: re-sync or add your own, and what is indexed", open=False,
+                                  elem_id="articles-panel"):
+                    listing = gr.HTML(articles_table(kb), elem_id="articles")
                     with gr.Row():
                         sync_btn = gr.Button("Re-sync articles", elem_id="resync")
                         files = gr.File(label="Add .txt / .md articles", file_count="multiple",
@@ -338,12 +505,12 @@ def build(kb: Assistant) -> Any:
             streaming.then(release, None, [*locks, shown])
             running.append(streaming)
         stop_btn.click(release, None, [*locks, shown], cancels=running, queue=False)
-        picker.change(open_citation, [picker, answers, shown], [article]).then(None, None, None, js=SCROLL_JS)
+        picker.input(open_citation, [picker, answers, shown], [article]).then(None, None, None, js=SCROLL_JS)
         target_go.click(open_target, [target, answers], [sources, article, picker, shown]).then(
             None, None, None, js=SCROLL_JS)
-        sync_btn.click(resync, None, [head_md, status])
-        files.upload(upload, [files], [head_md, status, files])
-        demo.load(lambda: header(kb), None, head_md)  # every visitor sees the corpus as it is now
+        sync_btn.click(resync, None, [head_md, status, listing])
+        files.upload(upload, [files], [head_md, status, files, listing])
+        demo.load(lambda: (header(kb), articles_table(kb)), None, [head_md, listing])  # the corpus as it is now
 
         def clear() -> tuple[list[Any], list[Any], list[Any], str, Any, str, None]:
             """The trash button forgets the whole conversation: memory, answers, sources, viewer."""

@@ -263,3 +263,111 @@ def test_old_answers_keep_their_sources_and_the_box_is_locked_while_answering(br
                            " return m && m.innerText.includes('1,000'); }", timeout=20_000)
     assert "Ukraine resists Russian advances" in page.inner_text("#sources")
     page.close()
+
+
+def test_preview_copy_source_cards_and_articles_panel(browser: Any, page_url: tuple[str, Path]) -> None:
+    """Hovering [n] previews its quote; copy gives plain text with the sources; a source card opens its
+    article; the articles panel lists headlines, dates and sizes; the header says what the articles are about."""
+    url, _ = page_url
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector("#question textarea")
+    assert "mostly about" in page.inner_text("#header") and "Kursk" in page.inner_text("#header")
+    _ask(page, "How many North Korean troops did Russia deploy to Kursk?")
+    page.hover("#chat a[href='#cite-0-1']")
+    preview = page.locator("#cite-preview")
+    preview.wait_for(state="visible", timeout=5_000)
+    assert "about 12,000 North Korean troops" in preview.inner_text()
+    assert "Kremlin accelerates" in preview.inner_text()  # the headline it comes from
+    page.screenshot(path=str(SHOTS / "08-hover-preview.png"))
+    page.mouse.move(5, 5)
+    page.wait_for_function("() => document.querySelector('#cite-preview').style.display === 'none'")
+
+    page.locator("#chat button[aria-label='Copy message']").last.click()
+    copied = page.evaluate("() => navigator.clipboard.readText()")
+    assert copied.startswith("Russia later deployed about 12,000") and "Sources:" in copied, copied
+    assert "#cite" not in copied and "](" not in copied and "\\" not in copied
+    assert "[1] Kremlin accelerates concerted push" in copied
+
+    cards = page.locator("#sources .src-card[data-cite]")
+    assert cards.count() >= 2
+    second_quote = cards.nth(1).locator(".quote").inner_text().strip("“”")
+    cards.nth(1).click()
+    page.wait_for_function("q => { const m = document.querySelector('#article-view mark');"
+                           " return m && q.startsWith(m.innerText.slice(0, 40)); }", arg=second_quote, timeout=20_000)
+
+    page.locator("#cite-picker label").first.click()  # picking a citation by hand opens it too
+    page.wait_for_function("() => { const m = document.querySelector('#article-view mark');"
+                           " return m && m.innerText.includes('12,000'); }", timeout=20_000)
+
+    page.get_by_text("Articles: re-sync or add your own").click()
+    listing = page.locator("#articles-list")
+    listing.wait_for(timeout=10_000)
+    text = listing.inner_text()
+    assert "Kremlin accelerates concerted push to drive Ukrainian forces from Kursk region" in text
+    assert "Featured" not in text and "words" in text and "undated" in text
+    page.screenshot(path=str(SHOTS / "09-articles-panel.png"), full_page=True)
+    context.close()
+
+
+def test_five_turns_on_a_phone(browser: Any, page_url: tuple[str, Path]) -> None:
+    """A 390×844 touch screen: the box stays in reach, a pronoun follow-up is rewritten and a new topic is not,
+    an older answer's [1] opens its own article over the chat without moving the page, the way back is one tap,
+    and the trash button forgets the conversation. Screenshots: phone-1 … phone-6."""
+    url, _ = page_url
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector("#question textarea")
+
+    def in_reach() -> bool:
+        box = page.locator("#question textarea").bounding_box()
+        return bool(box) and box["y"] >= 0 and box["y"] + box["height"] <= 844
+
+    _ask(page, "Who is the acting governor of the Kursk region?")
+    assert "Smirnov" in _last_bot(page) and in_reach()
+    page.screenshot(path=str(SHOTS / "phone-1-first-answer.png"))
+    _ask(page, "What did he say about civilians?")
+    assert "evacuated" in _last_bot(page) and "Interpreted as" in _last_bot(page)
+    page.screenshot(path=str(SHOTS / "phone-2-follow-up.png"))
+    _ask(page, "What is the range of the long Neptune missile?")
+    assert "1,000" in _last_bot(page) and "Interpreted as" not in _last_bot(page) and in_reach()
+    page.screenshot(path=str(SHOTS / "phone-3-new-topic.png"))
+
+    older = page.locator("#chat a[href='#cite-0-1']")
+    older.scroll_into_view_if_needed()  # the user scrolls back up to the first answer, then taps its [1]
+    page.wait_for_timeout(300)
+    before = page.evaluate("() => scrollY")
+    older.tap()
+    page.wait_for_function("() => { const m = document.querySelector('#article-view mark');"
+                           " return m && m.innerText.includes('Smirnov'); }", timeout=20_000)
+    page.wait_for_function("() => document.querySelector('#article').classList.contains('sheet')")
+    page.wait_for_timeout(400)
+    mark = page.locator("#article-view mark").bounding_box()
+    assert mark and 0 <= mark["y"] <= 844, "the highlight is on screen"
+    assert page.evaluate("() => scrollY") == before, "the page did not jump"
+    page.screenshot(path=str(SHOTS / "phone-4-older-citation.png"))
+    page.locator(".sheet-close").tap()
+    page.wait_for_function("() => !document.querySelector('#article').classList.contains('sheet')")
+    assert page.evaluate("() => scrollY") == before and "Neptune" in _last_bot(page)
+
+    _ask(page, "How many North Korean troops did Russia deploy to Kursk?")
+    assert "12,000" in _last_bot(page) and in_reach()
+    page.locator("#chat a[href='#cite-3-1']").tap()
+    page.locator("#cite-preview").wait_for(state="visible", timeout=5_000)  # tapping also previews the quote
+    page.wait_for_function("() => document.querySelector('#article').classList.contains('sheet')"
+                           " && document.querySelector('#article-view mark').innerText.includes('12,000')",
+                           timeout=20_000)
+    page.locator(".sheet-close").tap()
+    page.wait_for_function("() => !document.querySelector('#article').classList.contains('sheet')")
+    page.screenshot(path=str(SHOTS / "phone-5-fifth-turn.png"))
+
+    page.locator("#chat button[aria-label*='lear' i]").first.tap()
+    page.wait_for_function("() => document.querySelector('#sources').innerText.includes('appear here')",
+                           timeout=20_000)
+    _ask(page, "What did he say about civilians?")  # no governor left to point back to
+    assert "Interpreted as" not in _last_bot(page)
+    page.screenshot(path=str(SHOTS / "phone-6-after-clear.png"))
+    context.close()
