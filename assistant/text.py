@@ -355,14 +355,13 @@ def qualifiers(question: str) -> set[tuple[str, str, str]]:
     return out
 
 
-def _qualifier_clash(q: tuple[str, str, str], sentence: str) -> bool:
-    """Does the sentence qualify the question's head word only by other values of its class ("Ukrainian
-    soldiers" for "Russian soldiers")?"""
+def _qualifier_clash(q: tuple[str, str, str], words: list[str], stems: list[str]) -> bool:
+    """Does the sentence (its ``words`` and their ``stems``) qualify the question's head word only by other
+    values of its class ("Ukrainian soldiers" for "Russian soldiers")?"""
     kind, wanted, head = q
-    words = _TOKEN.findall(sentence)
     others = False
-    for i, w in enumerate(words):
-        if stem_words([w.lower()])[0] != head:
+    for i, stem in enumerate(stems):
+        if stem != head:
             continue
         before = [b.lower() for b in words[max(0, i - 3) : i]]
         if wanted in before:
@@ -406,9 +405,10 @@ def violations(c: Constraints, sentence: str, article: str) -> list[str]:
     if c.names:
         low_s, low_a = visible(sentence).lower(), visible(article).lower()
         out += [f"name {n}" for n in sorted(c.names) if not mentions(n, low_s) and not mentions(n, low_a)]
-    for q in sorted(c.qualifiers):
-        if _qualifier_clash(q, visible(sentence)):
-            out.append(f"qualifier {q[1]}")
+    if c.qualifiers:
+        words = _TOKEN.findall(visible(sentence))
+        stems = stem_words([w.lower() for w in words])  # once per sentence, not once per word and qualifier
+        out += [f"qualifier {q[1]}" for q in sorted(c.qualifiers) if _qualifier_clash(q, words, stems)]
     return out
 
 
@@ -441,10 +441,9 @@ def _english_stems() -> frozenset[str]:
     return frozenset(stem_words(sorted(english_words())))
 
 
-def _inflected(low: str, stems: Any) -> bool:
-    """Is the word an inflection of an English word ("ambushes") or of a corpus word ("evacuees" ~
-    "evacuated": their stems differ by at most two final letters)?"""
-    stem = stem_words([low])[0]
+def _inflected(stem: str, stems: Any) -> bool:
+    """Is the word (its ``stem``) an inflection of an English word ("ambushes") or of a corpus word
+    ("evacuees" ~ "evacuated": their stems differ by at most two final letters)?"""
     if stem in _english_stems():
         return True
     return any(stem[:k] in stems for k in range(max(5, len(stem) - 2), len(stem)))
@@ -460,14 +459,15 @@ def unknown_terms(question: str, vocabulary: set[str], stems: Any = ()) -> list[
         low = w.lower()
         if low in STOPWORDS or low in vocabulary or len(low) < 3:
             continue
-        if not any(ch.isdigit() for ch in low) and stem_words([low])[0] in stems:
-            continue
         if any(ch.isdigit() for ch in low):
             if low.isdigit():
                 continue  # a bare number is a value, checked by the answer
             out.append(w)
             continue
-        if low in english or low.rstrip("s") in english or low.rstrip("s") in vocabulary or _inflected(low, stems):
+        stem = stem_words([low])[0]
+        if stem in stems:
+            continue
+        if low in english or low.rstrip("s") in english or low.rstrip("s") in vocabulary or _inflected(stem, stems):
             continue
         out.append(w)
     return out

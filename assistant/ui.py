@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import re
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -312,8 +313,18 @@ def _status(msg: str) -> str:
                      for line in msg.strip().splitlines())
 
 
+#: topics() per corpus state: a Corpus is replaced, never changed, by a sync, so a visit never rescans the chunks
+_TOPICS: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()
+
+
 def topics(corpus: Any, k: int = 8) -> list[str]:
     """What the articles are about: the names most of them mention (by how many articles, then how often)."""
+    if corpus not in _TOPICS:
+        _TOPICS[corpus] = _topics(corpus)
+    return _TOPICS[corpus][:k]
+
+
+def _topics(corpus: Any) -> list[str]:
     from .text import MONTHS, NAME_SPAN
 
     by_article: dict[str, set[str]] = {}
@@ -329,7 +340,7 @@ def topics(corpus: Any, k: int = 8) -> list[str]:
     for name in sorted(by_article, key=lambda n: (-len(by_article[n]), -counts[n], n)):
         if not any(name.lower()[:5] == o.lower()[:5] for o in out):  # Russia and Russian: once
             out.append(name)
-    return out[:k]
+    return out
 
 
 def articles_table(kb: Assistant) -> str:

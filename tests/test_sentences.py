@@ -117,8 +117,7 @@ def test_how_many_is_not_answered_without_a_figure(tmp_path: Path) -> None:
                  "the club said.\n",
         "b.txt": "Lakeside Rovers\n\nLakeside Rovers signed a new goalkeeper from Millbrook in the summer.\n",
     })
-    kb = Assistant(docs_dir=docs, index_dir=tmp_path / "idx", answerer="offline")
-    kb.sync()
+    kb = _synced(docs, tmp_path)
     a = kb.ask("How many players did Harbor United sign this summer?")
     assert a.abstained and any("number" in n for n in a.notes)
     (docs / "a.txt").write_text("Harbor United squad\n\nHarbor United signed four players this summer, the club "
@@ -135,6 +134,13 @@ def _write(folder: Path, files: dict[str, str]) -> Path:
     return folder
 
 
+def _synced(docs: Path, tmp_path: Path) -> Assistant:
+    """An offline assistant over ``docs`` with its own index, synced."""
+    kb = Assistant(docs_dir=docs, index_dir=tmp_path / "idx", answerer="offline")
+    kb.sync()
+    return kb
+
+
 def test_the_asked_year_decides_which_sentence_answers(tmp_path: Path) -> None:
     docs = _write(tmp_path / "docs", {
         "a.txt": "Harbor United in 2019\n\nHarbor United won the Coastal Cup in 2019 after beating Lakeside 3-1.\n",
@@ -142,8 +148,7 @@ def test_the_asked_year_decides_which_sentence_answers(tmp_path: Path) -> None:
                  "Millbrook.\n",
         "c.txt": "Lakeside Rovers\n\nLakeside Rovers signed a new goalkeeper from Millbrook in the summer.\n",
     })
-    kb = Assistant(docs_dir=docs, index_dir=tmp_path / "idx", answerer="offline")
-    kb.sync()
+    kb = _synced(docs, tmp_path)
     a = kb.ask("How did Harbor United do in the Coastal Cup in 2021?")
     assert not a.abstained and "second" in a.text and "won" not in a.text
     a = kb.ask("How did Harbor United do in the Coastal Cup in 2020?")
@@ -154,8 +159,7 @@ def test_an_identifier_is_never_corrected_into_another(tmp_path: Path) -> None:
     files = {f"p{i:04d}.txt": f"Council approves Project{i:04d}\n\nThe Project{i:04d} budget was £{i % 9 + 1}.{i % 7} "
              "million, the council said.\n" for i in range(1, 41) if i != 40}
     docs = _write(tmp_path / "docs", files)
-    kb = Assistant(docs_dir=docs, index_dir=tmp_path / "idx", answerer="offline")
-    kb.sync()
+    kb = _synced(docs, tmp_path)
     assert kb.corpus.correct("What was the Project0040 budget?") == "What was the Project0040 budget?"
     assert kb.ask("What was the Project0040 budget?").abstained
     a = kb.ask("What was the Project0034 budget?")
