@@ -157,6 +157,31 @@ def test_two_visitors_do_not_share_a_conversation(browser: Any, page_url: tuple[
     b.context.close()
 
 
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+DESKTOP = {"viewport": {"width": 1400, "height": 1000}}
+VIEWPORTS = pytest.mark.parametrize("device", [DESKTOP, PHONE], ids=["desktop", "phone"])
+
+
+def _open_citation(page: Any, href: str, quoted: str) -> None:
+    """Click [n] as the device would (a tap on a phone) and wait for the highlight of `quoted` (on a phone,
+    in the sheet over the chat)."""
+    link = page.locator(f"#chat a[href='{href}']").first
+    link.scroll_into_view_if_needed()
+    phone = (page.viewport_size or {}).get("width", 1400) <= 760
+    link.tap() if phone else link.click()
+    page.wait_for_function("([q, phone]) => { const m = document.querySelector('#article-view mark');"
+                           " return m && m.innerText.includes(q) && (!phone ||"
+                           " document.querySelector('#article').classList.contains('sheet')); }",
+                           arg=[quoted, phone], timeout=20_000)
+
+
+def _back_to_chat(page: Any) -> None:
+    """On a phone a citation opens as a sheet over the chat: close it (a no-op on a desktop)."""
+    if page.evaluate("() => document.querySelector('#article').classList.contains('sheet')"):
+        page.locator(".sheet-close").tap()
+        page.wait_for_function("() => !document.querySelector('#article').classList.contains('sheet')")
+
+
 def _contrast(fg: list[float], bg: list[float]) -> float:
     def lum(c: list[float]) -> float:
         ch = [x / 255 for x in c[:3]]
@@ -167,7 +192,9 @@ def _contrast(fg: list[float], bg: list[float]) -> float:
     return (hi + 0.05) / (lo + 0.05)
 
 
-def test_no_remote_content_live_header_clear_and_dark_mode(browser: Any, page_url: tuple[str, Path]) -> None:
+@VIEWPORTS
+def test_no_remote_content_live_header_clear_and_dark_mode(browser: Any, page_url: tuple[str, Path],
+                                                           device: dict[str, Any]) -> None:
     """An article (anyone can upload one) or a question with Markdown images and links never makes a browser
     fetch anything: a local tracking server counts the requests. A new visitor sees the corpus as it is now,
     the trash button forgets everything, and the highlight is readable in dark mode."""
@@ -202,42 +229,44 @@ def test_no_remote_content_live_header_clear_and_dark_mode(browser: Any, page_ur
         first.wait_for_function("() => document.querySelector('#status').innerText.includes('Synced')",
                                 timeout=60_000)
         n = len([p for p in (root / "docs").iterdir() if p.suffix in (".txt", ".md")])
-        visitor = browser.new_page(viewport={"width": 1400, "height": 1000}, color_scheme="dark")
+        visitor = browser.new_context(**device, color_scheme="dark").new_page()
         visitor.goto(url)
         visitor.wait_for_selector("#question textarea")
         visitor.wait_for_function(f"() => document.querySelector('#header').innerText.includes('{n} articles')",
                                   timeout=20_000)  # not the count from when the page was built
         _ask(visitor, "How many shells did the Zorya depot near Kursk hold?")
         assert "300" in _last_bot(visitor)
-        visitor.locator("#chat a[href='#cite-0-1']").first.click()
-        mark = visitor.locator("#article-view mark")
-        mark.wait_for(timeout=10_000)
+        _open_citation(visitor, "#cite-0-1", "300")
         colors = visitor.evaluate("""() => { const s = getComputedStyle(document.querySelector('#article-view mark'));
             const rgb = c => c.match(/[0-9.]+/g).map(Number); return [rgb(s.color), rgb(s.backgroundColor)]; }""")
         assert _contrast(colors[0], colors[1]) >= 4.5, colors
+        shot = "06-dark-mode-no-remote-content" if device is DESKTOP else "phone-dark-mode-highlight"
+        visitor.screenshot(path=str(SHOTS / f"{shot}.png"))
+        _back_to_chat(visitor)
         _ask(visitor, f"What is ![q]({t}/question.png) the [Zorya]({t}/qlink) depot?")
         chat_html = visitor.inner_html("#chat")
         assert not re.search(r"<img[^>]+127\.0\.0\.1", chat_html) and not re.search(r"<a[^>]+href=\"http", chat_html)
-        visitor.screenshot(path=str(SHOTS / "06-dark-mode-no-remote-content.png"))
         visitor.wait_for_timeout(1000)
         assert hits == [], hits  # nothing was fetched because of the article or the question
 
-        visitor.locator("#chat button[aria-label*='lear' i], #chat button[title*='lear' i]").first.click()
+        clear = visitor.locator("#chat button[aria-label*='lear' i], #chat button[title*='lear' i]").first
+        clear.tap() if device is PHONE else clear.click()
         visitor.wait_for_function("() => document.querySelector('#sources').innerText.includes('appear here')",
                                   timeout=20_000)
         assert "Pick a citation" in visitor.inner_text("#article-view")
         _ask(visitor, "How many were wounded?")  # nothing is left of the old topic to rewrite it with
         assert "Interpreted as" not in _last_bot(visitor)
         first.close()
-        visitor.close()
+        visitor.context.close()
     finally:
         tracker.shutdown()
 
 
-def test_old_answers_keep_their_sources_and_the_box_is_locked_while_answering(browser: Any,
-                                                                              page_url: tuple[str, Path]) -> None:
+@VIEWPORTS
+def test_old_answers_keep_their_sources_and_the_box_is_locked_while_answering(
+        browser: Any, page_url: tuple[str, Path], device: dict[str, Any]) -> None:
     url, _ = page_url
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page = browser.new_context(**device).new_page()
     page.goto(url)
     page.wait_for_selector("#question textarea")
     page.evaluate("""() => { window.__locked = false; window.__stop = false;
@@ -253,16 +282,14 @@ def test_old_answers_keep_their_sources_and_the_box_is_locked_while_answering(br
     assert not page.locator("#stop").is_visible()
     _ask(page, "What is the range of the long Neptune missile?")
     # [1] of the older answer still opens the older answer's article and sources
-    page.locator("#chat a[href='#cite-0-1']").click()
-    page.wait_for_function("() => { const m = document.querySelector('#article-view mark');"
-                           " return m && m.innerText.includes('12,000'); }", timeout=20_000)
+    _open_citation(page, "#cite-0-1", "12,000")
     assert "Kremlin accelerates" in page.inner_text("#sources")
-    page.screenshot(path=str(SHOTS / "07-older-answer-citation.png"))
-    page.locator("#chat a[href='#cite-1-1']").click()
-    page.wait_for_function("() => { const m = document.querySelector('#article-view mark');"
-                           " return m && m.innerText.includes('1,000'); }", timeout=20_000)
+    page.screenshot(path=str(SHOTS / ("07-older-answer-citation.png" if device is DESKTOP
+                                      else "phone-older-answer-citation.png")))
+    _back_to_chat(page)
+    _open_citation(page, "#cite-1-1", "1,000")
     assert "Ukraine resists Russian advances" in page.inner_text("#sources")
-    page.close()
+    page.context.close()
 
 
 def test_preview_copy_source_cards_and_articles_panel(browser: Any, page_url: tuple[str, Path]) -> None:
