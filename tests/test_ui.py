@@ -382,6 +382,8 @@ def test_five_turns_on_a_phone(browser: Any, page_url: tuple[str, Path]) -> None
 
     _ask(page, "How many North Korean troops did Russia deploy to Kursk?")
     assert "12,000" in _last_bot(page) and in_reach()
+    cards = page.inner_text("#sources")  # headlines, not boilerplate or file names; no offsets or scores
+    assert "Kremlin accelerates concerted push" in cards and "Featured" not in cards and "score" not in cards
     page.locator("#chat a[href='#cite-3-1']").tap()
     page.locator("#cite-preview").wait_for(state="visible", timeout=5_000)  # tapping also previews the quote
     page.wait_for_function("() => document.querySelector('#article').classList.contains('sheet')"
