@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-from .answer import ABSTAIN_TEXT, Candidate, Evidence, OfflineAnswerer, score
+from .answer import ABSTAIN_TEXT, Candidate, Evidence, OfflineAnswerer, Scored, score
 from .citations import REFUSED, CitedAnswer, Source, complete_prefix, split_answer_sentences
 from .errors import ConfigError, LLMError
 from .schema import Answer, RetrievedContext
@@ -46,11 +46,19 @@ def count_tokens(text: str, model: str) -> int:
     return len(_encoding(model).encode_ordinary(text))
 
 
-def sentence_sources(query: str, evidence: Evidence, settings: Settings) -> list[Source]:
+def hard_refusal(scored: Scored) -> bool:
+    """The question's key words are unknown to the articles, or every retrieved sentence breaks one of its
+    constraints (a year, quarter, identifier, name or qualifier it asks about, or the figure a how-many question
+    needs): the offline answerer refuses, and no model is asked. (Violating sentences rank last.)"""
+    return bool(scored.unknown) or (bool(scored.cands) and bool(scored.cands[0].violations))
+
+
+def sentence_sources(query: str, evidence: Evidence, settings: Settings, scored: Scored | None = None
+                     ) -> list[Source]:
     """The evidence the model sees: the retrieved chunks' sentences the offline selector ranks highest (at most
     ``llm_max_sentences``, packed to the context window with tiktoken), numbered in reading order and
     grouped by article, so that a marker names one exact sentence."""
-    cands = score(query, evidence).cands  # the offline selector's ranking: best evidence first
+    cands = (scored or score(query, evidence)).cands  # the offline selector's ranking: best evidence first
     article_rank: dict[str, int] = {}
     for c in sorted(cands, key=lambda c: c.rank):
         article_rank.setdefault(c.ctx.source, len(article_rank))
@@ -260,7 +268,15 @@ class LLMAnswerer:
 
     def stream(self, question: str, query: str, evidence: Evidence) -> Iterator[str | Answer]:
         t0 = time.perf_counter()
-        sources = sentence_sources(query, evidence, self.settings)
+        scored = score(query, evidence)
+        if hard_refusal(scored):
+            answer = self.offline.answer(query, evidence)
+            answer.question, answer.answerer = question, self.name
+            answer.notes.append("Not sent to the model: no sentence of the articles can answer this question.")
+            yield answer.text
+            yield answer
+            return
+        sources = sentence_sources(query, evidence, self.settings, scored)
         built = CitedAnswer(sources, self.embed, repair=True, attribute_uncited=self.settings.llm_attribute_uncited,
                             keep_unsupported=self.settings.keep_unsupported)
         timings: dict[str, float] = {}
@@ -291,7 +307,8 @@ class LLMAnswerer:
             timings["generate"] = time.perf_counter() - t0
             answer = _finish(built, question, "".join(raw), self.settings, evidence.contexts)
             if answer.abstained:
-                yield ABSTAIN_TEXT
+                answer = self._backstop(answer, query, evidence)
+                yield answer.text
         except (LLMError, _NoSources) as exc:
             if isinstance(exc, LLMError) and not self.settings.llm_fallback_offline:
                 raise
@@ -308,6 +325,23 @@ class LLMAnswerer:
                 yield answer.text
         answer.timings.update(timings)
         yield answer
+
+
+    def _backstop(self, refused: Answer, query: str, evidence: Evidence) -> Answer:
+        """The LLM gave nothing the sources support: the offline answerer's quoted sentences when they clear
+        its calibrated threshold, else the refusal. The answer says which happened and why."""
+        if not self.settings.llm_extractive_backstop:
+            return refused
+        extractive = self.offline.answer(query, evidence)
+        if extractive.abstained:
+            return refused
+        why = ("The model said the articles do not answer this" if any(c.reason == REFUSED for c in refused.sentences)
+               else "None of the model's sentences was supported by the sources")
+        extractive.question = refused.question
+        extractive.answerer = f"{refused.answerer}+extractive"
+        extractive.sentences = refused.sentences  # what the model wrote and why each sentence was dropped
+        extractive.notes = [*refused.notes, f"{why}; these quoted sentences from the articles answer it instead."]
+        return extractive
 
 
 class _NoSources(Exception):

@@ -51,7 +51,11 @@ class Answer(BaseModel):
     citations: list[Citation] = Field(default_factory=list)
     abstained: bool = False
     conflict: bool = Field(False, description="True when the articles give different values.")
-    answerer: str = Field("offline", description="'offline' or 'llm:<model>'.")
+    answerer: str = Field(
+        "offline",
+        description="'offline', 'llm:<model>', or 'llm:<model>+extractive' when the LLM gave nothing the sources "
+        "support and the offline answerer's quoted sentences answer instead.",
+    )
     standalone_question: str | None = Field(
         None, description="The follow-up question rewritten with the chat history, when it was."
     )

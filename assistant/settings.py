@@ -125,6 +125,12 @@ class Settings(BaseSettings):
     llm_fallback_offline: bool = Field(
         True, description="If the LLM fails, answer offline and say so in the answer."
     )
+    llm_extractive_backstop: bool = Field(
+        True,
+        description="When the LLM refuses or none of its sentences survives verification, but the offline "
+        "answerer finds sentences that clear its calibrated threshold on the same evidence, answer with those "
+        "quoted sentences and say so in the answer's notes (small models refuse answerable questions often).",
+    )
     llm_max_sentences: int = Field(
         10, ge=1, le=200, description="Numbered sentences shown to the LLM as its sources (the ones closest to "
         "the question; small models answer better and faster from fewer).",

@@ -23,6 +23,7 @@ SIMILAR_MIN = 0.7  # or meaning close enough ...
 SIMILAR_COVERAGE_MIN = 0.34  # ... with at least this much of the wording
 SIMILAR_FLOOR = 0.5  # and never when the meaning is this far off ("France is the capital of Europe" vs a
 #                      sentence that names France and European officials covers the words, not the claim)
+SPEAKER_COVERAGE = 0.6  # a claim this much about how the source describes its speaker needs no attribution
 
 REFUSAL = re.compile(
     r"not in the articles|(?:do not|don't|does not|doesn't|did not|didn't) (?:cover|answer|say|mention|"
@@ -97,20 +98,44 @@ def _closest_clause(claim: str, evidence: str) -> str:
     return max(clauses, key=lambda c: coverage(claim, c)) if clauses else evidence
 
 
-def _speakers(evidence: str) -> set[str]:
-    """Who the source says is speaking: the head word of "according to X" or of "X said" ("ministry",
-    "smirnov", "war" of "the Institute for the Study of War")."""
-    heads: set[str] = set()
+def _speaker_phrases(evidence: str) -> list[tuple[str, bool]]:
+    """Who is speaking, as the source words it, and whether the phrase follows "according to": "Acting governor
+    Alexei Smirnov" of "Acting governor Alexei Smirnov said …", "Russia's Defence Ministry and the area's
+    governor, Alexei Smirnov" of "… according to Russia's Defence Ministry and the area's governor, Alexei
+    Smirnov". "Reportedly" and "allegedly" name no speaker: what comes before them is the claim itself."""
+    out = []
     for m in _FRAME.finditer(evidence):
-        if m.group(0).lower() == "according to":
-            phrase = re.split(r"[,.;:]", evidence[m.end():], maxsplit=1)[0]
+        word = m.group(0).lower()
+        if word in ("reportedly", "allegedly", "unverified", "could not be verified"):
+            continue
+        if word == "according to":
+            out.append((re.split(r"[.;:]", evidence[m.end():], maxsplit=1)[0], True))
         else:
-            phrase = re.split(r"[,.;:“\"]", evidence[: m.start()].rstrip(" ,"))[-1]
+            out.append((re.split(r"[,.;:“\"]", evidence[: m.start()].rstrip(" ,"))[-1], False))
+    return out
+
+
+def _speakers(evidence: str) -> set[str]:
+    """The head word of each speaker ("ministry", "smirnov", "war" of "the Institute for the Study of War")."""
+    heads: set[str] = set()
+    for phrase, after in _speaker_phrases(evidence):
+        if after:
+            phrase = phrase.split(",")[0]
         words = [w for w in text.WORD.findall(phrase.lower()) if w not in text.STOPWORDS]
-        words = words[:6] if m.group(0).lower() == "according to" else words[-6:]
+        words = words[:6] if after else words[-6:]
         if words:
             heads.add(words[-1][:5])
     return heads
+
+
+def _about_speaker(claim: str, evidence: str) -> str:
+    """A claim about who the speaker is ("The Kursk governor is Alexei Smirnov") restates the source's own
+    description of its speaker, not what the speaker said: it needs no attribution, and its meaning is
+    judged against that description. Returns the description ('' when the claim is not about a speaker)."""
+    for phrase, _ in _speaker_phrases(evidence):
+        if coverage(claim, phrase) >= SPEAKER_COVERAGE:
+            return phrase
+    return ""
 
 
 def _attributed(claim: str, evidence: str) -> bool:
@@ -152,12 +177,13 @@ def verify(claim: str, evidence: list[str], embed: Callable[[list[str]], np.ndar
     if _negations(claim) not in (_negations(clause), _negations(ev)) or (_negations(claim) and not _negations(ev)):
         return Verdict(False, "negation differs from the source", cov)
     attributed = _FRAME.search(ev) or _ATTRIBUTION.search(clause)
-    if attributed and not _attributed(claim, ev):
+    speaker = _about_speaker(claim, ev) if attributed else ""
+    if attributed and not speaker and not _attributed(claim, ev):
         return Verdict(False, "states as fact what the source attributes to someone", cov)
     sim = 1.0
     if embed is not None:
-        vecs = embed([claim, ev])
-        sim = float(vecs[0] @ vecs[1])
+        vecs = embed([claim, ev, speaker] if speaker else [claim, ev])
+        sim = max(float(vecs[0] @ v) for v in vecs[1:])
         if sim < SIMILAR_FLOOR:
             return Verdict(False, f"the cited source means something else (meaning {sim:.2f})", cov, sim)
     if cov >= COVERAGE_MIN or (sim >= SIMILAR_MIN and cov >= SIMILAR_COVERAGE_MIN):

@@ -224,6 +224,28 @@ for s in sentences[67:75]:
 for i, s in enumerate(sentences[75:100]):
     case("wrong_source", s, [sentences[(i + 40) % 75]], False)
 
+# --- who the speaker is (added after the Qwen 1.5B run): the source's own description of its speaker needs
+# no attribution, but "reportedly" names no speaker, so what comes before it still does ----------------------
+SPEAKER = [
+    ("The surprise incursion began on Tuesday morning, when hundreds of Ukrainian troops reportedly entered the "
+     "Kursk region according to Russia’s Defence Ministry and the area’s governor, Alexei Smirnov.",
+     "The Kursk governor is Alexei Smirnov.", True),
+    ("The surprise incursion began on Tuesday morning, when hundreds of Ukrainian troops reportedly entered the "
+     "Kursk region according to Russia’s Defence Ministry and the area’s governor, Alexei Smirnov.",
+     "Hundreds of Ukrainian troops entered the Kursk region on Tuesday morning.", False),
+    ("Acting governor Alexei Smirnov said civilians were being evacuated from the border area as fighting in the "
+     "region was ongoing, with 300 people housed in temporary accommodation.",
+     "Alexei Smirnov is the acting governor.", True),
+    ("Acting governor Alexei Smirnov said civilians were being evacuated from the border area as fighting in the "
+     "region was ongoing, with 300 people housed in temporary accommodation.",
+     "Civilians were being evacuated from the border area.", False),
+    ("Ukrainian outlets reported that Andriy Yusov, spokesperson for Ukraine’s military intelligence agency GUR, "
+     "had admitted Kyiv’s support for the Tuareg rebels who claimed responsibility for the attack on Mali’s border "
+     "with Algeria.", "Andriy Yusov admitted Kyiv’s support for the Tuareg rebels.", False),
+]
+for src, claim, ok in SPEAKER:
+    case("speaker" if ok else "lost_attribution", claim, [src], ok)
+
 if __name__ == "__main__":
     out = Path(__file__).with_name("verifier_cases.jsonl")
     out.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in CASES), encoding="utf-8")

@@ -38,7 +38,8 @@ def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def _llm_kb(seeded: Assistant, url: str, **kw: object) -> Assistant:
     opts: dict[str, object] = dict(answerer="llm", llm_base_url=url, llm_model="smollm2", llm_context_window=4096,
-                                   top_k=3, llm_timeout=120, llm_fallback_offline=False)
+                                   top_k=3, llm_timeout=120, llm_fallback_offline=False,
+                                   llm_extractive_backstop=False)  # what the model itself gets through
     opts.update(kw)
     return Assistant(docs_dir=SEEDS, index_dir=seeded.settings.index_dir, **opts)  # type: ignore[arg-type]
 
@@ -258,3 +259,50 @@ def test_a_mis_cited_sentence_is_repaired_in_the_stream(seeded: Assistant) -> No
     assert not a.abstained and "12,000" in a.text and a.text.endswith("[1]")
     assert a.sentences[0].repaired and a.sentences[0].model_markers == [wrong]
     assert "12,000" in a.citations[0].quote
+
+
+@pytest.mark.parametrize("reply", ["NOT IN THE ARTICLES", "Sure! NOT IN THE ARTICLES, sorry.",
+                                   "Russia sent 99 tanks to Kursk [1]."])
+def test_a_refusing_or_unsupported_model_is_backed_by_quoted_sentences(seeded: Assistant, reply: str) -> None:
+    """A small model that refuses an answerable question (or says only what no source supports) does not
+    leave the user with a refusal when the calibrated offline selector finds the answer in the same evidence:
+    the answer quotes it, says so, and streams exactly what it finally shows."""
+    stub = StubLLM("ok", reply=reply)
+    try:
+        kb = _llm_kb(seeded, stub.url, llm_extractive_backstop=True)
+        streamed = list(kb.stream("How many North Korean troops did Russia deploy to Kursk?"))
+    finally:
+        stub.close()
+    a = streamed[-1]
+    assert isinstance(a, Answer) and not a.abstained and "12,000" in a.text
+    assert "".join(p for p in streamed if isinstance(p, str)) == a.text  # no refusal shown, then replaced
+    assert a.answerer == "llm:smollm2+extractive"
+    assert "quoted sentences from the articles answer it instead" in a.notes[-1]
+    assert ("said the articles do not answer" in a.notes[-1]) == ("NOT IN" in reply)
+    assert a.sentences and not any(s.supported for s in a.sentences)  # what the model said, and why it went
+    for c in a.citations:
+        assert read_text(SEEDS / c.source)[c.start : c.end] == c.quote
+
+
+def test_the_backstop_never_answers_what_the_articles_do_not_say(seeded: Assistant) -> None:
+    stub = StubLLM("ok", reply="NOT IN THE ARTICLES")
+    try:
+        a = _llm_kb(seeded, stub.url, llm_extractive_backstop=True).ask("What is the capital of France?")
+    finally:
+        stub.close()
+    assert a.abstained and a.answerer == "llm:smollm2" and a.citations == []
+
+
+@pytest.mark.parametrize("question", ["How far is the fighting from Moscow according to the 2021 report?",
+                                      "How many Kurskxqzvbnm troopsqqqq were deployed?"])
+def test_a_question_no_sentence_can_answer_is_refused_without_asking_the_model(seeded: Assistant,
+                                                                                question: str) -> None:
+    """A year no article reports, or words no article has: refused as offline refuses it, with the reason,
+    and the model is never called (so it cannot make something up)."""
+    stub = StubLLM("ok", reply="The fighting is about 320 miles (500km) from Moscow [1].")
+    try:
+        a = _llm_kb(seeded, stub.url).ask(question)
+    finally:
+        stub.close()
+    assert a.abstained and a.citations == [] and stub.calls == 0
+    assert "Not sent to the model" in a.notes[-1] and len(a.notes) >= 2  # and why: the year, the unknown words
