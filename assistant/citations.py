@@ -149,17 +149,20 @@ class CitedAnswer:
 
     def _judge(self, sentence: str, cited: list[Source]) -> tuple[bool, str, list[tuple[Source, int, int, str]]]:
         windows = [(s, *best_window(sentence, s)) for s in cited]
-        articles = {s.source for s in cited}
-        context = " ".join([s.title for s in cited] + [s.text for s in self.sources if s.source in articles])
+        # a name the sentence leaves implicit may come from the cited article's title ("… Russia's Kursk
+        # region"), not from its other sentences: those mention Sumy too, which is not where Smirnov governs
+        context = " ".join(dict.fromkeys(s.title for s in cited))
         v = verify(sentence, [w[3] for w in windows], self.embed if self._embed else None, context)
         return v.supported, v.reason, windows
 
     def _find_support(self, sentence: str) -> tuple[list[tuple[Source, int, int, str]], str] | None:
-        """The given source (or two neighbouring sentences of one article) that supports the sentence best."""
+        """The given source (or two sentences that follow each other in one article) that supports the sentence
+        best. Two sentences far apart are never joined: "defense officials" in one and "Foreign minister Dmytro
+        Kuleba" in another do not make "the defence minister Dmytro Kuleba"."""
         best: tuple[float, list[tuple[Source, int, int, str]]] | None = None
         candidates: list[list[Source]] = [[s] for s in self.sources]
         for a, b in zip(self.sources, self.sources[1:]):
-            if a.source == b.source and b.start >= a.end:
+            if a.source == b.source and 0 <= b.start - a.end <= 3:  # only whitespace between them
                 candidates.append([a, b])
         ranked = sorted(candidates, key=lambda c: -coverage(sentence, " ".join(s.text for s in c)))[:8]
         for group in ranked:

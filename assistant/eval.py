@@ -514,7 +514,7 @@ def verifier_report(cases: list[dict[str, Any]], embed: Any) -> dict[str, Any]:
 
     rows = []
     for c in cases:
-        v = verify(c["claim"], c["sources"], embed)
+        v = verify(c["claim"], c["sources"], embed, c.get("context", ""))
         rows.append((c, v))
     out: dict[str, Any] = {}
     for half, pick in (("tuning (even)", 0), ("held out (odd)", 1), ("all", None)):

@@ -18,8 +18,10 @@ from .citations import REFUSED, CitedAnswer, Source, complete_prefix, split_answ
 from .errors import ConfigError, LLMError
 from .schema import Answer, RetrievedContext
 from .settings import PROMPTS_DIR, Settings
+from .text import kind_match
 
 log = logging.getLogger(__name__)
+_MARKER = re.compile(r"\[\d+\]")
 
 
 
@@ -58,7 +60,9 @@ def sentence_sources(query: str, evidence: Evidence, settings: Settings, scored:
     """The evidence the model sees: the retrieved chunks' sentences the offline selector ranks highest (at most
     ``llm_max_sentences``, packed to the context window with tiktoken), numbered in reading order and
     grouped by article, so that a marker names one exact sentence."""
-    cands = (scored or score(query, evidence)).cands  # the offline selector's ranking: best evidence first
+    # the offline selector's ranking, best evidence first; a sentence that breaks the question's constraints
+    # ("Ukrainian soldiers" for a question about Russian ones, no figure for "how many") cannot answer it
+    cands = [c for c in (scored or score(query, evidence)).cands if not c.violations]
     article_rank: dict[str, int] = {}
     for c in sorted(cands, key=lambda c: c.rank):
         article_rank.setdefault(c.ctx.source, len(article_rank))
@@ -297,17 +301,30 @@ class LLMAnswerer:
                     yield from split_answer_sentences(done)
                 yield from split_answer_sentences(pending)
 
+            # "how many / when": sentences are held back until one gives a figure, so that an answer that never
+            # gives one can still be refused without taking back what was shown
+            held: list[str] | None = [] if scored.kind in ("number", "date") else None
             for sentence, markers in complete_sentences():
                 out = built.add(sentence, markers)
-                if out:
-                    if not shown:
-                        timings["first_sentence"] = time.perf_counter() - t0
-                    yield (" " if shown else "") + out
-                    shown += 1
+                if not out:
+                    continue
+                if held is not None:
+                    held.append(out)
+                    if not kind_match(scored.kind, _MARKER.sub("", out)):
+                        continue
+                    out, held = " ".join(held), None
+                if not shown:
+                    timings["first_sentence"] = time.perf_counter() - t0
+                yield (" " if shown else "") + out
+                shown += 1
             timings["generate"] = time.perf_counter() - t0
             answer = _finish(built, question, "".join(raw), self.settings, evidence.contexts)
+            if held and not answer.abstained:
+                answer.text, answer.abstained, answer.citations = ABSTAIN_TEXT, True, []
+                answer.notes.append(f"None of the model's supported sentences gives the {scored.kind} the "
+                                    "question asks for, so they are not shown.")
             if answer.abstained:
-                answer = self._backstop(answer, query, evidence)
+                answer = self._backstop(answer, query, evidence, scored.kind)
                 yield answer.text
         except (LLMError, _NoSources) as exc:
             if isinstance(exc, LLMError) and not self.settings.llm_fallback_offline:
@@ -327,7 +344,7 @@ class LLMAnswerer:
         yield answer
 
 
-    def _backstop(self, refused: Answer, query: str, evidence: Evidence) -> Answer:
+    def _backstop(self, refused: Answer, query: str, evidence: Evidence, kind: str) -> Answer:
         """The LLM gave nothing the sources support: the offline answerer's quoted sentences when they clear
         its calibrated threshold, else the refusal. The answer says which happened and why."""
         if not self.settings.llm_extractive_backstop:
@@ -335,8 +352,12 @@ class LLMAnswerer:
         extractive = self.offline.answer(query, evidence)
         if extractive.abstained:
             return refused
-        why = ("The model said the articles do not answer this" if any(c.reason == REFUSED for c in refused.sentences)
-               else "None of the model's sentences was supported by the sources")
+        if refused.citations or any(c.supported for c in refused.sentences):
+            why = f"The model's supported sentences do not give the {kind} asked for"
+        elif any(c.reason == REFUSED for c in refused.sentences):
+            why = "The model said the articles do not answer this"
+        else:
+            why = "None of the model's sentences was supported by the sources"
         extractive.question = refused.question
         extractive.answerer = f"{refused.answerer}+extractive"
         extractive.sentences = refused.sentences  # what the model wrote and why each sentence was dropped

@@ -24,9 +24,9 @@ rng = random.Random(7)
 CASES: list[dict] = []
 
 
-def case(kind: str, claim: str, sources: list[str], supported: bool) -> None:
+def case(kind: str, claim: str, sources: list[str], supported: bool, context: str = "") -> None:
     CASES.append({"id": f"v{len(CASES) + 1:03d}", "kind": kind, "claim": claim, "sources": sources,
-                  "supported": supported})
+                  "supported": supported, **({"context": context} if context else {})})
 
 
 sentences: list[str] = []
@@ -245,6 +245,63 @@ SPEAKER = [
 ]
 for src, claim, ok in SPEAKER:
     case("speaker" if ok else "lost_attribution", claim, [src], ok)
+
+# --- a different qualifier on the same noun (added after the second Qwen 1.5B run: "The defence minister of
+# Russia is Dmytro Kuleba" from "Foreign minister Dmytro Kuleba …"): one lowercase modifier of a noun phrase
+# swapped for another the articles put before the same noun; plus the run's own mistakes and their faithful
+# versions -----------------------------------------------------------------------------------------------
+DET = r"(?:^|\b(?:the|a|an|its|their|his|her|of|in|on|for|from|with|by)\s)"
+NP = re.compile(DET + r"([a-z]{4,})\s([a-z]{4,})\b")
+STOP = {"that", "this", "with", "from", "have", "been", "were", "which", "some", "more", "most", "many", "other",
+        "about", "over", "into", "after", "before", "first", "last", "such", "same", "each", "both", "than",
+        "these", "those", "their", "several", "various", "also", "only", "very"}
+heads: dict[str, set[str]] = {}
+for s in sentences:
+    for m in NP.finditer(s):
+        if m.group(1) not in STOP and m.group(2) not in STOP:
+            heads.setdefault(m.group(2), set()).add(m.group(1))
+n = 0
+for s in sentences[::-1]:
+    for m in NP.finditer(s):
+        mod, head = m.group(1), m.group(2)
+        others = sorted(heads.get(head, set()) - {mod} - set(s.lower().split()) - STOP)
+        if mod in STOP or not others or n >= 20:
+            continue
+        swapped = s[: m.start(1)] + rng.choice(others) + s[m.end(1):]
+        case("qualifier_swap", swapped, [s], False)
+        n += 1
+        break
+KULEBA = ("Foreign minister Dmytro Kuleba has nevertheless been on a tour in Africa, meeting Malawian President "
+          "Lazarus Chakwera on Monday before meeting his Zambian counterpart yesterday - where the two foreign "
+          "ministers signed a “memorandum of understanding”.")
+SMIRNOV = ("The surprise incursion began on Tuesday morning, when hundreds of Ukrainian troops reportedly entered the "
+           "Kursk region according to Russia’s Defence Ministry and the area’s governor, Alexei Smirnov.")
+TITLE = "Intense battles after major cross-border raid by Ukraine into Russia’s Kursk region"  # the verifier's context
+ACTING = ("Acting governor Alexei Smirnov said civilians were being evacuated from the border area as fighting in the "
+          "region was ongoing, with 300 people housed in temporary accommodation.")
+DEFENSE = ("Putin met with his top defense and security officials on Wednesday and instructed the Cabinet to "
+           "coordinate assistance to the Kursk region.")
+MAURITIUS = "To conclude the three-stop tour, Kuleba will visit Mauritius later this week."
+REAL = [
+    (KULEBA, "The defence minister of Russia is Dmytro Kuleba.", False, ""),
+    (KULEBA, "The foreign minister Dmytro Kuleba has been on a tour in Africa.", True, ""),
+    (SMIRNOV, "The governor of the Sumy region is Alexei Smirnov.", False, TITLE),
+    (SMIRNOV, "The governor of the Kursk region is Alexei Smirnov.", True, TITLE),
+    (ACTING, "The governor of the Sumy region is Alexei Smirnov.", False, TITLE),
+    (MAURITIUS, "Kuleba visited Mauritius later this week.", False, ""),
+    (MAURITIUS, "Kuleba will visit Mauritius later this week to conclude his three-stop tour.", True, ""),
+    (MAURITIUS, "Kuleba is expected to visit Mauritius later this week.", True, ""),  # weaker, still supported
+]
+for src, claim, ok, ctx in REAL:
+    case("speaker" if ok and "governor" in claim else "paraphrase" if ok else
+         "plan_as_fact" if "Mauritius" in claim else "qualifier_swap" if "Sumy" not in claim else "swapped_name",
+         claim, [src], ok, ctx)
+case("qualifier_swap", "The defence minister of Russia is Dmytro Kuleba.", [DEFENSE, KULEBA], False, TITLE)
+# close in meaning, few words in common: kept only when a figure anchors it to the same fact
+case("paraphrase", "The distance between the Kursk fighting and the Russian capital is 320 miles (500 km) from Moscow.",
+     ["The fighting is about 320 miles (500km) from Moscow."], True, TITLE)
+case("wrong_relation", "The forces fighting alongside Russian troops in Kursk are Ukrainian forces.",
+     ["Ukraine resists Russian advances in Kursk as battle for strategic territory intensifies"], False, TITLE)
 
 if __name__ == "__main__":
     out = Path(__file__).with_name("verifier_cases.jsonl")

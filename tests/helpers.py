@@ -88,6 +88,7 @@ class StubLLM:
 
         stub = self
         self.mode, self.reply, self.delay, self.calls = mode, reply, delay, 0
+        self.requests: list[dict] = []  # what the model was sent
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
@@ -96,6 +97,7 @@ class StubLLM:
             def do_POST(self) -> None:  # noqa: N802
                 stub.calls += 1
                 request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                stub.requests.append(request)
                 if stub.delay:
                     time.sleep(stub.delay)
                 if stub.mode in ("500", "501"):

@@ -144,3 +144,55 @@ def test_a_refusal_sentence_is_recognised_with_words_around_it() -> None:
     built = CitedAnswer(sources_from_contexts(CTX))
     assert built.add("Sorry, NOT IN THE ARTICLES.", []) is None
     assert built.refused and built.citations == []
+
+
+KULEBA = ("Foreign minister Dmytro Kuleba has nevertheless been on a tour in Africa, meeting Malawian President "
+          "Lazarus Chakwera on Monday.")
+MAURITIUS = "To conclude the three-stop tour, Kuleba will visit Mauritius later this week."
+
+
+@pytest.mark.parametrize("claim,source,reason", [
+    ("The defence minister of Russia is Dmytro Kuleba.", KULEBA, "qualifies a noun differently"),
+    ("To conclude the five-stop tour, Kuleba will visit Mauritius later this week.", MAURITIUS, "qualifies"),
+    ("Kuleba visited Mauritius later this week.", MAURITIUS, "as done what the source gives as a plan"),
+    ("The foreign minister Dmytro Kuleba has been on a tour in Africa.", KULEBA, ""),
+    ("Kuleba will visit Mauritius later this week to conclude his three-stop tour.", MAURITIUS, ""),
+    ("Kuleba is expected to visit Mauritius later this week.", MAURITIUS, ""),
+])
+def test_the_verifier_tells_a_swapped_qualifier_or_a_plan_told_as_done(claim: str, source: str, reason: str) -> None:
+    """Mistakes of the Qwen 1.5B run that word overlap cannot see (one word differs), and their faithful
+    versions, which must still pass."""
+    from assistant.verify import verify
+
+    v = verify(claim, [source], context="Russia’s war on Ukraine goes on.")  # the article names Russia elsewhere
+    assert v.supported == (not reason) and reason in v.reason
+
+
+def _sentence_sources(*starts: int) -> list:
+    """Sources that are single sentences of article 001, as the LLM path hands them out."""
+    from assistant.citations import Source
+    from assistant.text import split_sentences
+
+    name = "001_3dda18fb8d650828.txt"
+    text = read_text(SEEDS / name)
+    spans = {a: b for a, b in split_sentences(text)}
+    return [Source(i, name, "t", "", a, spans[a], text[a : spans[a]], 1.0) for i, a in enumerate(starts, start=1)]
+
+
+def test_repair_joins_two_sentences_only_where_one_follows_the_other() -> None:
+    """Re-citing may join neighbouring sentences ("Smirnov said … Smirnov has also called on residents to donate
+    blood"), never two far apart: "defense officials" (1014) and "Foreign minister Dmytro Kuleba" (4906) do not
+    make "the defence minister Dmytro Kuleba"."""
+    from assistant.citations import CitedAnswer
+
+    claim = "Putin met with his top defense officials, while foreign minister Dmytro Kuleba toured Africa."
+    built = CitedAnswer(_sentence_sources(1014, 4906))
+    assert built.add(claim, []) is None  # not stitched together by the repair ...
+    built = CitedAnswer(_sentence_sources(1014, 4906))
+    assert built.add(claim, [1, 2]) is not None  # ... but the model may cite both itself
+    built = CitedAnswer(_sentence_sources(1014, 4906))
+    assert built.add("The defence minister Dmytro Kuleba has been on a tour in Africa.", [1, 2]) is None
+    built = CitedAnswer(_sentence_sources(1889, 2067))
+    out = built.add("Acting governor Alexei Smirnov said civilians were being evacuated from the border area, and "
+                    "he called on residents to donate blood.", [])
+    assert out is not None and [c.start for c in built.citations] == [1889, 2067]

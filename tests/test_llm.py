@@ -306,3 +306,49 @@ def test_a_question_no_sentence_can_answer_is_refused_without_asking_the_model(s
         stub.close()
     assert a.abstained and a.citations == [] and stub.calls == 0
     assert "Not sent to the model" in a.notes[-1] and len(a.notes) >= 2  # and why: the year, the unknown words
+
+
+@pytest.mark.parametrize("backstop", [False, True])
+def test_a_how_many_answer_that_gives_no_figure_is_never_shown(seeded: Assistant, backstop: bool) -> None:
+    """"Russia deployed North Korean troops" is supported, but does not say how many: nothing of it is shown;
+    the answer refuses (or, with the backstop, quotes the sentence with the figure) and says why."""
+    stub = StubLLM("ok", reply="Russia deployed North Korean troops to help repel the incursion [1].")
+    try:
+        streamed = list(_llm_kb(seeded, stub.url, llm_extractive_backstop=backstop).stream(
+            "How many North Korean troops did Russia deploy to Kursk?"))
+    finally:
+        stub.close()
+    a = streamed[-1]
+    assert isinstance(a, Answer) and a.sentences[0].supported  # the model's sentence was true, just no answer
+    assert "".join(p for p in streamed if isinstance(p, str)) == a.text
+    assert "repel the incursion" not in a.text
+    if backstop:
+        assert not a.abstained and "12,000" in a.text and "do not give the number" in a.notes[-1]
+    else:
+        assert a.abstained and a.citations == [] and "gives the number" in a.notes[-1]
+
+
+def test_a_sentence_held_for_its_figure_is_shown_once_the_figure_comes(seeded: Assistant) -> None:
+    stub = StubLLM("ok", reply="Russia deployed North Korean troops to help repel the incursion [1]. "
+                               "Russia deployed about 12,000 North Korean troops in October 2024 [1].")
+    try:
+        streamed = list(_llm_kb(seeded, stub.url).stream("How many North Korean troops did Russia deploy to Kursk?"))
+    finally:
+        stub.close()
+    a = streamed[-1]
+    assert isinstance(a, Answer) and not a.abstained and len(a.citations) >= 1
+    assert "repel the incursion" in a.text and "12,000" in a.text
+    assert "".join(p for p in streamed if isinstance(p, str)) == a.text
+
+
+def test_sentences_that_break_the_question_are_not_shown_to_the_model(seeded: Assistant) -> None:
+    """Asked about Russian soldiers, the model is not handed the sentence about Ukrainian ones to answer
+    with (the sentence the offline answerer would never use either)."""
+    stub = StubLLM("ok", reply="NOT IN THE ARTICLES")
+    try:
+        _llm_kb(seeded, stub.url).ask("How many Russian soldiers did Gerasimov say had been killed?")
+    finally:
+        stub.close()
+    assert stub.calls == 1
+    sent = stub.requests[0]["messages"][-1]["content"]
+    assert "Ukrainian soldiers had been killed" not in sent and "[1]" in sent
