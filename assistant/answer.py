@@ -256,11 +256,12 @@ def refusal(question: str, sc: Scored | None, evidence: Evidence, confidence: fl
                   contexts=evidence.contexts, notes=notes)
 
 
-def compose(question: str, evidence: Evidence, threshold: float, model: selector.Model | None = None) -> Answer:
-    """The offline answer to one question."""
+def compose(question: str, evidence: Evidence, threshold: float, model: selector.Model | None = None,
+            scored: Scored | None = None) -> Answer:
+    """The offline answer to one question (``scored``: the question's candidates, when already scored)."""
     if text.is_broad(question):
         return overview(question, evidence)
-    sc = score(question, evidence, model)
+    sc = scored or score(question, evidence, model)
     chosen, conflict = select(sc, threshold)
     confidence = sc.cands[0].confidence if sc.cands else 0.0
     if not chosen:
@@ -335,8 +336,8 @@ class OfflineAnswerer:
         self.model = selector.load()
         self.threshold = self.model.threshold if threshold is None else threshold
 
-    def answer(self, question: str, evidence: Evidence) -> Answer:
-        return compose(question, evidence, self.threshold, self.model)
+    def answer(self, question: str, evidence: Evidence, scored: Scored | None = None) -> Answer:
+        return compose(question, evidence, self.threshold, self.model, scored)
 
     def stream(self, question: str, query: str, evidence: Evidence) -> Iterator[str | Answer]:
         answer = self.answer(query, evidence)

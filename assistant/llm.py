@@ -272,9 +272,9 @@ class LLMAnswerer:
 
     def stream(self, question: str, query: str, evidence: Evidence) -> Iterator[str | Answer]:
         t0 = time.perf_counter()
-        scored = score(query, evidence)
+        scored = score(query, evidence, self.offline.model)
         if hard_refusal(scored):
-            answer = self.offline.answer(query, evidence)
+            answer = self.offline.answer(query, evidence, scored)
             answer.question, answer.answerer = question, self.name
             answer.notes.append("Not sent to the model: no sentence of the articles can answer this question.")
             yield answer.text
@@ -324,7 +324,7 @@ class LLMAnswerer:
                 answer.notes.append(f"None of the model's supported sentences gives the {scored.kind} the "
                                     "question asks for, so they are not shown.")
             if answer.abstained:
-                answer = self._backstop(answer, query, evidence, scored.kind)
+                answer = self._backstop(answer, query, evidence, scored)
                 yield answer.text
         except (LLMError, _NoSources) as exc:
             if isinstance(exc, LLMError) and not self.settings.llm_fallback_offline:
@@ -344,16 +344,16 @@ class LLMAnswerer:
         yield answer
 
 
-    def _backstop(self, refused: Answer, query: str, evidence: Evidence, kind: str) -> Answer:
+    def _backstop(self, refused: Answer, query: str, evidence: Evidence, scored: Scored) -> Answer:
         """The LLM gave nothing the sources support: the offline answerer's quoted sentences when they clear
         its calibrated threshold, else the refusal. The answer says which happened and why."""
         if not self.settings.llm_extractive_backstop:
             return refused
-        extractive = self.offline.answer(query, evidence)
+        extractive = self.offline.answer(query, evidence, scored)
         if extractive.abstained:
             return refused
-        if refused.citations or any(c.supported for c in refused.sentences):
-            why = f"The model's supported sentences do not give the {kind} asked for"
+        if any(c.supported for c in refused.sentences):  # held back: none gave the figure asked for
+            why = f"The model's supported sentences do not give the {scored.kind} asked for"
         elif any(c.reason == REFUSED for c in refused.sentences):
             why = "The model said the articles do not answer this"
         else:

@@ -210,11 +210,11 @@ def is_refusal(sentence: str) -> bool:
 def verify(claim: str, evidence: list[str], embed: Callable[[list[str]], np.ndarray] | None = None,
            context: str = "") -> Verdict:
     """Judge a claim against the source sentences it cites. ``context`` (the cited articles' titles) may
-    supply a name the sentence leaves implicit: "The
-    fighting is about 320 miles from Moscow" in an article about Kursk supports "The fighting in Kursk is
-    about 320 miles from Moscow"."""
+    supply a name the sentence leaves implicit: "The fighting is about 320 miles from Moscow" in an article
+    about Kursk supports "The fighting in Kursk is about 320 miles from Moscow"."""
     claim = " ".join(text.visible(claim).split())
-    ev = " ".join(" ".join(text.visible(e).split()) for e in evidence)
+    sentences = [" ".join(text.visible(e).split()) for e in evidence]
+    ev = " ".join(sentences)
     context = text.visible(context)
     if not claim or not ev:
         return Verdict(False, "cites nothing")
@@ -234,7 +234,7 @@ def verify(claim: str, evidence: list[str], embed: Callable[[list[str]], np.ndar
         return Verdict(False, "negation differs from the source", cov)
     if _MODAL.search(clause) and not _MODAL.search(claim):
         return Verdict(False, "states as done what the source gives as a plan or possibility", cov)
-    swap = _qualifier_swap(claim, [" ".join(text.visible(e).split()) for e in evidence])
+    swap = _qualifier_swap(claim, sentences)
     if swap:
         return Verdict(False, f"qualifies a noun differently from the source (“{swap}”)", cov)
     attributed = _FRAME.search(ev) or _ATTRIBUTION.search(clause)

@@ -133,6 +133,7 @@ def worker_ingest(docs: Path, index: Path, repeats: int) -> dict[str, Any]:
 def _sentence_texts(kb: Any) -> set[str]:
     """The distinct texts of the stored sentences (read back from their files at the stored offsets)."""
     from assistant.index import get_sentences
+    from assistant.ingest import read_text
 
     meta, _ = get_sentences(kb.index.sentences)
     files: dict[str, str] = {}
@@ -140,7 +141,7 @@ def _sentence_texts(kb: Any) -> set[str]:
     for m in meta:
         src = str(m["source"])
         if src not in files:
-            files[src] = (kb.settings.docs_dir / src).read_text(encoding="utf-8")
+            files[src] = read_text(kb.settings.docs_dir / src)  # the text the offsets point into
         out.add(files[src][int(m["start"]) : int(m["end"])])
     return out
 

@@ -133,7 +133,8 @@ def test_gate_fails_for_a_broken_answerer(tmp_path: Path, monkeypatch: pytest.Mo
     assert rc == 1
     assert any("citation_validity" in f for f in res["failures"])  # ... the eval's own check catches it
 
-    monkeypatch.setattr(core, "compose", lambda q, evidence, t, m=None: real(q, evidence, 2.0, m))  # always abstains
+    monkeypatch.setattr(core, "compose",  # always abstains
+                        lambda q, evidence, t, m=None, scored=None: real(q, evidence, 2.0, m, scored))
     rc, res = _run_eval(tmp_path, monkeypatch, seeded)
     assert rc == 1
     assert any("answer_accuracy" in f for f in res["failures"])
