@@ -138,7 +138,7 @@ def english_words() -> frozenset[str]:
 
 # --- numbers ----------------------------------------------------------------------------------------
 NUMBER = re.compile(
-    r"\b\d[\d,.]*\b|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|"
+    r"\b\d[\d,.]*(?:\b|(?=[a-zA-Z]))|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|"
     r"thirty|forty|fifty|hundred|hundreds|thousand|thousands|dozens?|half|million)\b",
     re.IGNORECASE,
 )
@@ -225,10 +225,10 @@ def question_kind(question: str) -> str:
         return "number"
     if re.search(r"\bwhen\b|\bwhat (year|month|day|date)\b|\bsince when\b|\bin which (year|month)\b", q):
         return "date"
-    if re.search(r"\bwhere\b|\bwhich (town|city|village|villages|region|country|place)\b", q):
+    if re.search(r"\bwhere\b|\bwhich (?:[a-z]+ )?(?:town|city|village|villages|region|country|nation|place)\b", q):
         return "place"
-    if re.search(r"\bwho\b|\bwhich (organi[sz]ation|official|group|think tank|ministry|outlet|company|team)\b",
-                 q):
+    if re.search(r"\bwho\b|\bwhich (?:[a-z]+ )?(?:organi[sz]ation|official|group|think tank|ministry|outlet|company|"
+                 r"team)\b", q):
         return "name"
     return "other"
 
@@ -291,6 +291,8 @@ class Constraints:
     identifiers: set[str] = field(default_factory=set)
     names: set[str] = field(default_factory=set)
     qualifiers: set[tuple[str, str, str]] = field(default_factory=set)  # (class, modifier, head stem)
+    #: a first name and the surname that follows it ("donald" → "trump"): news often gives the surname alone
+    surnames: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.years or self.quarters or self.months or self.identifiers or self.names or self.qualifiers)
@@ -371,6 +373,9 @@ def _qualifier_clash(q: tuple[str, str, str], words: list[str], stems: list[str]
     return others
 
 
+_FULL_NAME = re.compile(r"\b([A-Z][a-z]+) ([A-Z][a-z]+(?:[’']s)?)\b(?! [A-Z])")
+
+
 def constraints(question: str) -> Constraints:
     """What the question pins down. Names are capitalised words after the first word."""
     found_names: set[str] = set()
@@ -384,8 +389,14 @@ def constraints(question: str) -> Constraints:
             if not part[:1].isupper() or len(low) < 2 or low in STOPWORDS or low in OPENERS or low in MONTHS:
                 continue
             found_names.add(low)
+    surnames: dict[str, str] = {}
+    for full in _FULL_NAME.finditer(question):
+        given, last = (re.sub(r"[’']s$", "", w).lower() for w in full.groups())
+        if given in found_names and last in found_names and _contrast_class(full.group(1)) is None:
+            surnames[given] = last
     return Constraints(years=years(question), quarters=quarters(question), months=months(question),
-                       identifiers=identifiers(question), names=found_names, qualifiers=qualifiers(question))
+                       identifiers=identifiers(question), names=found_names, qualifiers=qualifiers(question),
+                       surnames=surnames)
 
 
 def violations(c: Constraints, sentence: str, article: str) -> list[str]:
@@ -404,7 +415,8 @@ def violations(c: Constraints, sentence: str, article: str) -> list[str]:
             out.append(f"{label} {', '.join(sorted(wanted))}")
     if c.names:
         low_s, low_a = visible(sentence).lower(), visible(article).lower()
-        out += [f"name {n}" for n in sorted(c.names) if not mentions(n, low_s) and not mentions(n, low_a)]
+        out += [f"name {n}" for n in sorted(c.names) if not mentions(n, low_s) and not mentions(n, low_a)
+                and not (n in c.surnames and (mentions(c.surnames[n], low_s) or mentions(c.surnames[n], low_a)))]
     if c.qualifiers:
         words = _TOKEN.findall(visible(sentence))
         stems = stem_words([w.lower() for w in words])  # once per sentence, not once per word and qualifier

@@ -10,7 +10,7 @@ from assistant import Assistant
 from assistant.answer import OfflineAnswerer
 from assistant.ingest import read_text
 from assistant.retrieve import _decisive
-from assistant.text import constraints, split_sentences, unknown_terms, violations
+from assistant.text import constraints, kind_match, question_kind, split_sentences, unknown_terms, violations
 
 
 def _valid(a, docs: Path) -> None:  # type: ignore[no-untyped-def]
@@ -90,6 +90,23 @@ def test_constraints_disqualify_a_different_year_quarter_or_identifier() -> None
     # a name must be a word of the sentence or its article, not a piece of another word
     c = constraints("What did China say?")
     assert violations(c, "Russia recaptured Rubanshchina.", "Rubanshchina") == ["name china"]
+
+
+def test_a_surname_alone_stands_for_the_full_name_but_a_direction_never_does() -> None:
+    c = constraints("What did Donald Trump do that affected Ukraine?")
+    said = "President Trump halted intelligence-sharing with Kyiv."
+    assert violations(c, said, said + " Ukraine") == []
+    assert violations(c, "President Biden halted aid.", "Ukraine") == ["name donald", "name trump"]
+    c = constraints("How many North Korean troops are in Kursk?")
+    assert violations(c, "South Korean troops are in Kursk.", "") == ["name north"]
+
+
+def test_a_figure_glued_to_its_unit_answers_how_far_and_which_x_region_asks_for_a_place() -> None:
+    assert kind_match("number", "a hub around 70km northwest of Donetsk city")
+    assert not kind_match("number", "a hub northwest of Donetsk city")
+    assert question_kind("Which Ukrainian region borders the Kursk region?") == "place"
+    assert question_kind("Which African nation followed Mali?") == "place"
+    assert question_kind("Which rebel group did Ukraine support?") == "name"
 
 
 def test_a_qualifier_of_the_same_class_disqualifies() -> None:
