@@ -18,7 +18,7 @@ from .citations import REFUSED, CitedAnswer, Source, complete_prefix, split_answ
 from .errors import ConfigError, LLMError
 from .schema import Answer, RetrievedContext
 from .settings import PROMPTS_DIR, Settings
-from .text import kind_match
+from .text import is_broad, kind_match
 
 log = logging.getLogger(__name__)
 _MARKER = re.compile(r"\[\d+\]")
@@ -96,11 +96,18 @@ def render_sources(sources: list[Source]) -> str:
     return "\n".join(blocks).strip()
 
 
-def messages_for(question: str, sources: str) -> list[dict[str, str]]:
+def messages_for(question: str, sources: str, template: str = "question.txt") -> list[dict[str, str]]:
     return [
         {"role": "system", "content": load_prompt("system.txt")},
-        {"role": "user", "content": load_prompt("question.txt").format(sources=sources, question=question)},
+        {"role": "user", "content": load_prompt(template).format(sources=sources, question=question)},
     ]
+
+
+def overview_sources(overview: Answer) -> list[Source]:
+    """What the model sees for a broad question: the offline overview's sentences (central, from different
+    articles, in article-date order), so that its summary can cite every article the overview found."""
+    return [Source(i, c.source, c.title, c.date, c.start, c.end, c.quote, c.score)
+            for i, c in enumerate(overview.citations, start=1)]
 
 
 class _NotOpenAI(Exception):
@@ -239,6 +246,10 @@ def _finish(built: CitedAnswer, question: str, reply: str, settings: Settings, c
         answer.notes.append(f"Re-cited {repaired} sentence{'s' * (repaired > 1)} to the source that supports it.")
     if dropped:
         answer.notes.append(f"Removed {dropped} of {len(built.checks)} sentences the sources do not support.")
+    quoted = sum(1 for c in built.checks if c.reason.startswith("quoted from the article"))
+    if quoted:
+        answer.notes.append(f"Added {quoted} quoted sentence{'s' * (quoted > 1)} from articles the model's overview "
+                            "left out.")
     if not built.citations:
         answer.text, answer.abstained, answer.citations = ABSTAIN_TEXT, True, []
         if not reply.strip():
@@ -273,14 +284,19 @@ class LLMAnswerer:
     def stream(self, question: str, query: str, evidence: Evidence) -> Iterator[str | Answer]:
         t0 = time.perf_counter()
         scored = score(query, evidence, self.offline.model)
-        if hard_refusal(scored):
-            answer = self.offline.answer(query, evidence, scored)
+        overview = self.offline.answer(query, evidence, scored) if is_broad(query) else None
+        if (overview.abstained if overview is not None else hard_refusal(scored)):
+            answer = overview or self.offline.answer(query, evidence, scored)
             answer.question, answer.answerer = question, self.name
             answer.notes.append("Not sent to the model: no sentence of the articles can answer this question.")
             yield answer.text
             yield answer
             return
-        sources = sentence_sources(query, evidence, self.settings, scored)
+        contexts = evidence.contexts
+        if overview is not None:  # a broad question: the model summarises what the overview found
+            sources, template, contexts = overview_sources(overview), "overview.txt", overview.contexts
+        else:
+            sources, template = sentence_sources(query, evidence, self.settings, scored), "question.txt"
         built = CitedAnswer(sources, self.embed, repair=True, attribute_uncited=self.settings.llm_attribute_uncited,
                             keep_unsupported=self.settings.keep_unsupported)
         timings: dict[str, float] = {}
@@ -293,7 +309,7 @@ class LLMAnswerer:
             def complete_sentences() -> Iterator[tuple[str, list[int]]]:
                 """The reply's sentences, each as soon as the next one has begun; the last at the end."""
                 pending = ""
-                for piece in self.client.stream(messages_for(query, render_sources(sources))):
+                for piece in self.client.stream(messages_for(query, render_sources(sources), template)):
                     if not raw:
                         timings["first_token"] = time.perf_counter() - t0
                     raw.append(piece)
@@ -301,24 +317,31 @@ class LLMAnswerer:
                     yield from split_answer_sentences(done)
                 yield from split_answer_sentences(pending)
 
-            # "how many / when": sentences are held back until one gives a figure, so that an answer that never
-            # gives one can still be refused without taking back what was shown
-            held: list[str] | None = [] if scored.kind in ("number", "date") else None
+            # "how many / when": sentences are held back until one gives a figure next to the question's own words
+            # ("three settlements" does not say how far inside the border), so that an answer that never gives
+            # one can still be refused without taking back what was shown
+            held: list[str] | None = [] if scored.kind in ("number", "date") and overview is None else None
             for sentence, markers in complete_sentences():
                 out = built.add(sentence, markers)
                 if not out:
                     continue
                 if held is not None:
                     held.append(out)
-                    if not kind_match(scored.kind, _MARKER.sub("", out)):
+                    if not kind_match(scored.kind, _MARKER.sub("", out), scored.near or None):  # next to its words
                         continue
                     out, held = " ".join(held), None
                 if not shown:
                     timings["first_sentence"] = time.perf_counter() - t0
                 yield (" " if shown else "") + out
                 shown += 1
+            if overview is not None:  # every article the overview found is in the answer, quoted if need be
+                for out in self._complete_overview(built, sources):
+                    if not shown:
+                        timings["first_sentence"] = time.perf_counter() - t0
+                    yield (" " if shown else "") + out
+                    shown += 1
             timings["generate"] = time.perf_counter() - t0
-            answer = _finish(built, question, "".join(raw), self.settings, evidence.contexts)
+            answer = _finish(built, question, "".join(raw), self.settings, contexts)
             if held and not answer.abstained:
                 answer.text, answer.abstained, answer.citations = ABSTAIN_TEXT, True, []
                 answer.notes.append(f"None of the model's supported sentences gives the {scored.kind} the "
@@ -335,7 +358,7 @@ class LLMAnswerer:
                 log.warning("LLM failed, answering offline: %s", exc)
                 answer.notes.append(f"{exc} This answer comes from the offline answerer instead.")
             if shown:  # never take back what was shown: keep the verified sentences, then say what happened
-                partial = _finish(built, question, "".join(raw), self.settings, evidence.contexts)
+                partial = _finish(built, question, "".join(raw), self.settings, contexts)
                 partial.notes.append(f"{exc} The answer stops here.")
                 answer = partial
             else:
@@ -343,6 +366,36 @@ class LLMAnswerer:
         answer.timings.update(timings)
         yield answer
 
+
+    @staticmethod
+    def _complete_overview(built: CitedAnswer, sources: list[Source]) -> Iterator[str]:
+        """An overview's articles the model's verified sentences leave out: each one's overview sentence,
+        quoted as it stands (a small model often summarises one article and stops); and, when that leaves a
+        single cited sentence, the overview's next one (an overview is never one sentence)."""
+        cited = {c.source for c in built.citations}
+
+        def quoted(src: Source) -> bool:
+            return any(c.source == src.source and c.start < src.end and src.start < c.end for c in built.citations)
+
+        wanted: list[Source] = []
+        for src in sources:
+            if src.source not in cited and all(w.source != src.source for w in wanted):
+                wanted.append(src)
+        for src in sources:
+            if len(built.citations) + len(wanted) >= 2:
+                break
+            if src not in wanted and not quoted(src):
+                wanted.append(src)
+        added = 0
+        for src in sorted(wanted, key=lambda s: s.n):
+            out = built.add(src.text, [src.n])
+            if out:
+                built.checks[-1].reason = "quoted from the article: the model's overview left it out"
+                cited.add(src.source)
+                added += 1
+                yield out
+        if added:
+            log.info("overview completed with %d quoted sentences", added)
 
     def _backstop(self, refused: Answer, query: str, evidence: Evidence, scored: Scored) -> Answer:
         """The LLM gave nothing the sources support: the offline answerer's quoted sentences when they clear

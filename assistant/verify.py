@@ -194,6 +194,33 @@ def _qualifier_swap(claim: str, evidence: list[str]) -> str:
     return ""
 
 
+_NAME_WORD = re.compile(r"[A-Z][\w-]*(?:['’]s)?")
+
+
+def _subject_swap(claim: str, evidence: list[str]) -> str:
+    """A name the claim puts before words that a source sentence puts after another name, and never after it:
+    "Kyiv became the second African country to cut ties" from "… for Kyiv …, as Niger became the second
+    African country to cut ties". Returns the source's words ('' when there is none)."""
+    tokens = _TOKEN.findall(claim)
+    low = [t.lower() for t in tokens]
+    for i, tok in enumerate(tokens[:-3]):
+        follow = low[i + 1 : i + 4]
+        if (not _NAME_WORD.fullmatch(tok) or tok.lower() in text.OPENERS or _NAME_WORD.fullmatch(tokens[i + 1])
+                or not any(w[:1].isalpha() and w not in text.STOPWORDS for w in follow)):
+            continue
+        name = re.sub(r"['’]s$", "", tok).lower()
+        for e in evidence:
+            e_tokens = _TOKEN.findall(e)
+            e_low = [t.lower() for t in e_tokens]
+            before = [e_tokens[j - 1] for j in range(1, len(e_low) - 2) if e_low[j : j + 3] == follow]
+            if not before or any(text.mentions(name, b.lower()) for b in before):
+                continue
+            other = before[0]
+            if _NAME_WORD.fullmatch(other) and other.lower() not in text.OPENERS:
+                return f"{other} {' '.join(follow)}"
+    return ""
+
+
 def _attributed(claim: str, evidence: str) -> bool:
     """Does the claim keep who said it: a reporting word, or the speaker as its own subject ("ISW said they
     had geolocated …" → "ISW geolocated …")?"""
@@ -237,6 +264,9 @@ def verify(claim: str, evidence: list[str], embed: Callable[[list[str]], np.ndar
     swap = _qualifier_swap(claim, sentences)
     if swap:
         return Verdict(False, f"qualifies a noun differently from the source (“{swap}”)", cov)
+    swapped = _subject_swap(claim, sentences)
+    if swapped:
+        return Verdict(False, f"puts another name where the source has “{swapped}”", cov)
     attributed = _FRAME.search(ev) or _ATTRIBUTION.search(clause)
     speaker = _about_speaker(claim, ev) if attributed else ""
     if attributed and not speaker and not _attributed(claim, ev):

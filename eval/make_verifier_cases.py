@@ -303,6 +303,15 @@ case("paraphrase", "The distance between the Kursk fighting and the Russian capi
 case("wrong_relation", "The forces fighting alongside Russian troops in Kursk are Ukrainian forces.",
      ["Ukraine resists Russian advances in Kursk as battle for strategic territory intensifies"], False, TITLE)
 
+# a name put where the source has another one, before the same words (Qwen 1.5B, q032); the faithful version
+NIGER = ("Meanwhile, it was a difficult day for Kyiv in diplomatic terms, as Niger became the second African country "
+         "to cut ties with Ukraine, amid a row over the Kyiv’s alleged support for a rebel attack last month which "
+         "killed dozens of Malian soldiers and mercenaries from Russia’s Wagner Group.")
+case("swapped_name", "Kyiv became the second African country to cut ties with Ukraine.", [NIGER], False, "")
+case("paraphrase", "Niger became the second African country to cut ties with Ukraine.", [NIGER], True, "")
+case("swapped_name", "Mali became the second African country to cut ties with Ukraine over the rebel attack.",
+     [NIGER, "Mali cut diplomatic ties with Ukraine last week."], False, "")
+
 if __name__ == "__main__":
     out = Path(__file__).with_name("verifier_cases.jsonl")
     out.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in CASES), encoding="utf-8")

@@ -149,6 +149,8 @@ def test_a_refusal_sentence_is_recognised_with_words_around_it() -> None:
 KULEBA = ("Foreign minister Dmytro Kuleba has nevertheless been on a tour in Africa, meeting Malawian President "
           "Lazarus Chakwera on Monday.")
 MAURITIUS = "To conclude the three-stop tour, Kuleba will visit Mauritius later this week."
+NIGER = ("Meanwhile, it was a difficult day for Kyiv in diplomatic terms, as Niger became the second African country "
+         "to cut ties with Ukraine.")
 
 
 @pytest.mark.parametrize("claim,source,reason", [
@@ -158,8 +160,12 @@ MAURITIUS = "To conclude the three-stop tour, Kuleba will visit Mauritius later 
     ("The foreign minister Dmytro Kuleba has been on a tour in Africa.", KULEBA, ""),
     ("Kuleba will visit Mauritius later this week to conclude his three-stop tour.", MAURITIUS, ""),
     ("Kuleba is expected to visit Mauritius later this week.", MAURITIUS, ""),
+    ("Kyiv became the second African country to cut ties with Ukraine.", NIGER, "puts another name where"),
+    ("Niger became the second African country to cut ties with Ukraine.", NIGER, ""),
+    ("Niger was the second African country to cut ties with Ukraine, a difficult day for Kyiv.", NIGER, ""),
 ])
-def test_the_verifier_tells_a_swapped_qualifier_or_a_plan_told_as_done(claim: str, source: str, reason: str) -> None:
+def test_the_verifier_tells_a_swapped_qualifier_or_subject_or_a_plan_told_as_done(claim: str, source: str,
+                                                                                  reason: str) -> None:
     """Mistakes of the Qwen 1.5B run that word overlap cannot see (one word differs), and their faithful
     versions, which must still pass."""
     from assistant.verify import verify
@@ -196,3 +202,22 @@ def test_repair_joins_two_sentences_only_where_one_follows_the_other() -> None:
     out = built.add("Acting governor Alexei Smirnov said civilians were being evacuated from the border area, and "
                     "he called on residents to donate blood.", [])
     assert out is not None and [c.start for c in built.citations] == [1889, 2067]
+
+
+def test_a_source_the_sentence_does_not_need_is_not_cited() -> None:
+    """A sentence citing [1][2] where only [1] says it cites [1] alone (citation precision); a sentence that
+    needs both keeps both."""
+    from assistant.citations import CitedAnswer, Source
+
+    troops = "Russia later deployed about 12,000 North Korean troops in October 2024 to repel the incursion."
+    salient = "Moscow has been attempting to push Ukrainian forces from the 115-square-mile salient."
+    srcs = [Source(1, "a.txt", "A", "", 0, len(troops), troops), Source(2, "b.txt", "B", "", 0, len(salient), salient)]
+    built = CitedAnswer(srcs)
+    shown = built.add("Russia deployed about 12,000 North Korean troops in October 2024.", [1, 2])
+    assert shown is not None and shown.endswith("[1]") and [c.source for c in built.citations] == ["a.txt"]
+    shown = built.add("Russia deployed about 12,000 North Korean troops, and Ukrainian forces hold a "
+                      "115-square-mile salient.", [1, 2])
+    assert shown is not None and shown.endswith("[1][2]") and len(built.citations) == 2
+    # a sentence the model left without its full stop gets one, so the next sentence does not run into it
+    assert built.add("Russia deployed about 12,000 North Korean troops", [1]) == (
+        "Russia deployed about 12,000 North Korean troops. [1]")

@@ -24,7 +24,7 @@ from assistant.llm import load_prompt
 from assistant.settings import DEFAULT_DOCS, PROMPTS_DIR
 site = Path(assistant.__file__).parent
 assert DEFAULT_DOCS.is_relative_to(site) and PROMPTS_DIR.is_relative_to(site), (DEFAULT_DOCS, PROMPTS_DIR)
-for name in ("system.txt", "question.txt", "rewrite.txt"):
+for name in ("system.txt", "question.txt", "overview.txt", "rewrite.txt"):
     assert load_prompt(name).strip(), name
 print("wheel install: seeds and prompts come from", site)
 PY
