@@ -26,6 +26,7 @@ _MOVE = re.compile(rf"([.!?…])({_CLUSTER})")
 
 Embed = Callable[[list[str]], np.ndarray]
 REFUSED = "the model said the articles do not answer this"  # the check of a refusal sentence
+QUOTED = "quoted from the article: the model's overview left it out"  # an overview sentence added as it stands
 _HEADER = re.compile(r"^(?:#+\s*|(?:article|answer|sources?)\s*\d*\s*[:—-]\s*)+", re.IGNORECASE)
 
 

@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from .answer import ABSTAIN_TEXT, Candidate, Evidence, OfflineAnswerer, Scored, score
-from .citations import REFUSED, CitedAnswer, Source, complete_prefix, split_answer_sentences
+from .citations import QUOTED, REFUSED, CitedAnswer, Source, complete_prefix, split_answer_sentences
 from .errors import ConfigError, LLMError
 from .schema import Answer, RetrievedContext
 from .settings import PROMPTS_DIR, Settings
@@ -246,7 +246,7 @@ def _finish(built: CitedAnswer, question: str, reply: str, settings: Settings, c
         answer.notes.append(f"Re-cited {repaired} sentence{'s' * (repaired > 1)} to the source that supports it.")
     if dropped:
         answer.notes.append(f"Removed {dropped} of {len(built.checks)} sentences the sources do not support.")
-    quoted = sum(1 for c in built.checks if c.reason.startswith("quoted from the article"))
+    quoted = sum(1 for c in built.checks if c.reason == QUOTED)
     if quoted:
         answer.notes.append(f"Added {quoted} quoted sentence{'s' * (quoted > 1)} from articles the model's overview "
                             "left out.")
@@ -321,10 +321,17 @@ class LLMAnswerer:
             # ("three settlements" does not say how far inside the border), so that an answer that never gives
             # one can still be refused without taking back what was shown
             held: list[str] | None = [] if scored.kind in ("number", "date") and overview is None else None
-            for sentence, markers in complete_sentences():
-                out = built.add(sentence, markers)
-                if not out:
-                    continue
+
+            def verified() -> Iterator[str]:
+                """The reply's verified sentences; for an overview, then the articles it left out, quoted."""
+                for sentence, markers in complete_sentences():
+                    out = built.add(sentence, markers)
+                    if out:
+                        yield out
+                if overview is not None:
+                    yield from self._complete_overview(built, sources)
+
+            for out in verified():
                 if held is not None:
                     held.append(out)
                     if not kind_match(scored.kind, _MARKER.sub("", out), scored.near or None):  # next to its words
@@ -334,12 +341,6 @@ class LLMAnswerer:
                     timings["first_sentence"] = time.perf_counter() - t0
                 yield (" " if shown else "") + out
                 shown += 1
-            if overview is not None:  # every article the overview found is in the answer, quoted if need be
-                for out in self._complete_overview(built, sources):
-                    if not shown:
-                        timings["first_sentence"] = time.perf_counter() - t0
-                    yield (" " if shown else "") + out
-                    shown += 1
             timings["generate"] = time.perf_counter() - t0
             answer = _finish(built, question, "".join(raw), self.settings, contexts)
             if held and not answer.abstained:
@@ -386,16 +387,11 @@ class LLMAnswerer:
                 break
             if src not in wanted and not quoted(src):
                 wanted.append(src)
-        added = 0
         for src in sorted(wanted, key=lambda s: s.n):
             out = built.add(src.text, [src.n])
             if out:
-                built.checks[-1].reason = "quoted from the article: the model's overview left it out"
-                cited.add(src.source)
-                added += 1
+                built.checks[-1].reason = QUOTED
                 yield out
-        if added:
-            log.info("overview completed with %d quoted sentences", added)
 
     def _backstop(self, refused: Answer, query: str, evidence: Evidence, scored: Scored) -> Answer:
         """The LLM gave nothing the sources support: the offline answerer's quoted sentences when they clear

@@ -203,15 +203,14 @@ def _subject_swap(claim: str, evidence: list[str]) -> str:
     African country to cut ties". Returns the source's words ('' when there is none)."""
     tokens = _TOKEN.findall(claim)
     low = [t.lower() for t in tokens]
+    sources = [(e_tokens, [t.lower() for t in e_tokens]) for e_tokens in map(_TOKEN.findall, evidence)]
     for i, tok in enumerate(tokens[:-3]):
         follow = low[i + 1 : i + 4]
         if (not _NAME_WORD.fullmatch(tok) or tok.lower() in text.OPENERS or _NAME_WORD.fullmatch(tokens[i + 1])
                 or not any(w[:1].isalpha() and w not in text.STOPWORDS for w in follow)):
             continue
         name = re.sub(r"['’]s$", "", tok).lower()
-        for e in evidence:
-            e_tokens = _TOKEN.findall(e)
-            e_low = [t.lower() for t in e_tokens]
+        for e_tokens, e_low in sources:
             before = [e_tokens[j - 1] for j in range(1, len(e_low) - 2) if e_low[j : j + 3] == follow]
             if not before or any(text.mentions(name, b.lower()) for b in before):
                 continue
