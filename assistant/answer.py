@@ -121,6 +121,10 @@ def near_terms(q_terms: list[str], corpus: Corpus) -> set[str]:
     return out
 
 
+#: Why a heading, a headline or a sentence that asks is never an answer by itself.
+NOT_A_STATEMENT = "a heading or question, not a statement"
+
+
 @dataclass
 class Scored:
     """The candidates of one question, scored; what the selector and the eval's fitting share."""
@@ -152,8 +156,8 @@ def score(question: str, evidence: Evidence, model: selector.Model | None = None
         c.kind_ok = c.kind_any and text.kind_match(kind, c.text, near)
         if cons:
             c.violations = text.violations(cons, c.text, corpus.article_text(c.ctx.source))
-        if c.text.rstrip().endswith("?"):  # a heading that asks, never an answer
-            c.violations.append("a question, not an answer")
+        if c.text.rstrip().endswith("?") or text.is_heading(c.text, c.ctx.title):  # it asks or labels
+            c.violations.append(NOT_A_STATEMENT)
         if kind in ("number", "date") and not c.kind_any:  # "how many …" is not answered without a figure
             c.violations.append(f"no {kind}")
     top_cos = max(c.cos for c in cands)
@@ -246,10 +250,12 @@ def _cite(chosen: list[Candidate], caveats: bool = True) -> tuple[list[Citation]
 
 def refusal(question: str, sc: Scored | None, evidence: Evidence, confidence: float = 0.0) -> Answer:
     notes = []
+    # what disqualified the closest statements (a heading or a question in the text explains nothing)
+    closest = [] if sc is None else [c for c in sc.cands if NOT_A_STATEMENT not in c.violations][:3]
     if sc is not None and sc.unknown:
         notes.append("The articles never mention " + ", ".join(f"“{w}”" for w in sc.unknown) + ".")
-    elif sc is not None and sc.cands and all(c.violations for c in sc.cands[:3]) and sc.cands[0].violations:
-        why = sc.cands[0].violations[0]
+    elif closest and all(c.violations for c in closest):
+        why = closest[0].violations[0]
         notes.append(f"None of the closest sentences gives a {why[3:]}, which the question asks for."
                      if why.startswith("no ") else "The closest sentences do not match the question's " + why + ".")
     return Answer(question=question, text=ABSTAIN_TEXT, abstained=True, confidence=round(confidence, 4),
@@ -290,8 +296,8 @@ def overview(question: str, evidence: Evidence, max_sentences: int = 5, min_cos:
     cons = text.constraints(topic)
     cands = []
     for c in candidates(contexts, corpus, qvec):
-        if (c.vector is None or len(c.text) < 40 or c.text.rstrip().endswith("?") or text.BOILERPLATE.match(c.text)
-                or c.text.strip() == c.ctx.title.strip()):
+        if (c.vector is None or len(c.text) < 40 or c.text.rstrip().endswith("?")
+                or text.is_heading(c.text, c.ctx.title)):
             continue
         if cons and text.violations(cons, c.text, corpus.article_text(c.ctx.source)):
             continue

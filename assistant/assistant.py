@@ -62,11 +62,15 @@ class Assistant:
 
     def __init__(
         self,
-        docs_dir: str | Path | None = None,
+        docs_dir: str | Path | Settings | None = None,
         index_dir: str | Path | None = None,
         settings: Settings | None = None,
         **overrides: Any,
     ) -> None:
+        if isinstance(docs_dir, Settings):  # Assistant(Settings(...)) reads as well as settings=...
+            if settings is not None:
+                raise TypeError("Assistant() got two Settings: pass one, either first or as settings=")
+            docs_dir, settings = None, docs_dir
         values = dict(overrides)
         if docs_dir is not None:
             values["docs_dir"] = Path(docs_dir)

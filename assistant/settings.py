@@ -31,7 +31,8 @@ PROMPTS_DIR = shipped("prompts")
 ENV_PREFIX = "ASSISTANT_"
 
 #: Bumped whenever chunking logic changes in a way that changes chunk spans.
-CHUNKER_VERSION = 3  # 2: a sentence collection beside the chunks; 3: headlines and datelines in chunk metadata
+CHUNKER_VERSION = 4  # 2: a sentence collection beside the chunks; 3: headlines and datelines in chunk metadata;
+# 4: a heading in capitals run into its first sentence is a sentence of its own
 
 
 def _default_cache() -> Path:

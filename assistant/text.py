@@ -60,6 +60,11 @@ _ABBREV = re.compile(
     r"(?:\b(?:[A-Z]\.){1,3}|\b(?:Mr|Mrs|Ms|Dr|St|Gen|Lt|Col|Maj|Capt|Sgt|No|Jr|Sr|vs|etc|approx|"
     r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Prof|Gov|Rep|Sen)\.)[\"'”’)\]]*$"
 )
+# A line that opens with a heading in capitals run into its first sentence ("NORTH KOREAN FORCES ATTACK It
+# is reported that …", as scraped pages give them): three or more words in capitals, 15 characters or more,
+# before a capitalised word that goes on in lower case. The heading is a span of its own, so that no quote
+# starts with it.
+_RUN_IN_HEADING = re.compile(r"(?:[A-Z][A-Z0-9'’&-]*\s+){2,}[A-Z][A-Z0-9'’&-]*(?=\s+[A-Z][a-z])")
 
 
 def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
@@ -69,6 +74,10 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
     for line in re.finditer(r"[^\n]+", text[start:end]):
         ls, le = start + line.start(), start + line.end()
         cur = ls
+        heading = _RUN_IN_HEADING.match(text, ls, le)
+        if heading and heading.end() - ls >= 15:  # not a line that opens with a few acronyms ("NATO EU UN Talks")
+            spans.append((ls, heading.end()))
+            cur = heading.end()
         for m in _END.finditer(text, ls, le):
             cut = m.end()
             if _ABBREV.search(text, cur, cut):
@@ -547,6 +556,23 @@ def _header_lines(text: str, n: int = 8) -> list[str]:
             if len(out) >= n:
                 break
     return out
+
+
+_TERMINAL = (".", "!", "?", "…", "。", "！", "？", ":", ";")
+
+
+def is_heading(span: str, title: str = "") -> bool:
+    """A span that labels rather than states, so it never answers by itself: one without a closing full
+    stop that is the article's headline, a heading in capitals, a Markdown heading or front matter line, page
+    furniture, or fewer than eight words. An unpunctuated line of prose ("Elsewhere, Russia is continuing its
+    advance towards Pokrovsk, a key strategic hub for Ukraine's army") still states."""
+    s = span.strip()
+    if not s or s.rstrip("\"'”’)]」』）").endswith(_TERMINAL):
+        return False
+    letters = [ch for ch in s if ch.isalpha()]
+    return (s == title.strip() or s.startswith(("#", "---")) or bool(BOILERPLATE.match(s))
+            or bool(re.match(r"^[A-Za-z_]+:\s", s)) or (bool(letters) and all(ch.isupper() for ch in letters))
+            or len(s.split()) < 8)
 
 
 def title_of(text: str) -> str:

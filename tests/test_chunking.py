@@ -58,3 +58,23 @@ def test_sentence_splitter_keeps_abbreviations() -> None:
 
 def test_title_is_first_non_empty_line() -> None:
     assert ingest.title_of("\n\n  Headline here \nbody") == "Headline here"
+
+
+def test_a_heading_in_capitals_run_into_its_sentence_is_a_span_of_its_own() -> None:
+    text = ("RUSSIAN AND NORTH KOREAN FORCES ATTACK It is reported that they are constantly attacking.\n"
+            "NATO EU UN Talks stalled on Monday. US-based analysts disagreed.")
+    spans = [text[s:e] for s, e in split_sentences(text)]
+    assert spans == ["RUSSIAN AND NORTH KOREAN FORCES ATTACK", "It is reported that they are constantly attacking.",
+                     "NATO EU UN Talks stalled on Monday.", "US-based analysts disagreed."]
+
+
+def test_headings_and_page_furniture_never_state_but_unpunctuated_prose_does() -> None:
+    from assistant.text import is_heading
+
+    title = "Kremlin accelerates push to drive Ukrainian forces from Kursk region"
+    for span in [title, "KIEV LOSES HALF OF KURSK", "# Calder Rail results for Q4 2021", "date: 2022-01-30", "---",
+                 "Source link", "Council approves Project0003"]:
+        assert is_heading(span, title), span
+    for span in ["Elsewhere, Russia is continuing its advance towards Pokrovsk, a key strategic hub for Ukraine's army",
+                 "NATO said so.", "Kursk fell?", title + "."]:
+        assert not is_heading(span, title), span

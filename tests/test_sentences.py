@@ -210,3 +210,17 @@ def test_broad_questions_get_an_overview_from_different_articles(seeded: Assista
 
 def test_a_broad_question_about_something_absent_is_refused(seeded: Assistant) -> None:
     assert seeded.ask("Give me an overview of the Brazilian election.").abstained
+
+
+@pytest.mark.parametrize("question", [
+    "Which forces are fighting alongside Russian troops in Kursk?",
+    "What is the distance between the Kursk fighting and the Russian capital?",
+    "Why did Ukraine launch the Kursk operation?",
+])
+def test_no_answer_quotes_a_headline_or_a_heading(seeded: Assistant, question: str) -> None:
+    a = seeded.ask(question)
+    assert a.citations
+    for c in a.citations:
+        assert c.quote.strip() != c.title.strip()
+        first_words = c.quote.split()[:3]
+        assert not all(w.isupper() for w in first_words), c.quote  # "RUSSIAN AND NORTH KOREAN FORCES ATTACK It …"

@@ -31,3 +31,13 @@ def test_collection_name_changes_with_what_shapes_vectors() -> None:
 def test_overlap_must_be_smaller_than_chunk() -> None:
     with pytest.raises(ValidationError):
         Settings(chunk_tokens=40, chunk_overlap_tokens=40)
+
+
+def test_an_assistant_takes_its_settings_first_or_by_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from assistant import Assistant
+
+    s = Settings(docs_dir=tmp_path / "docs", index_dir=tmp_path / "index", top_k=4)
+    assert Assistant(s).settings.top_k == 4
+    assert Assistant(settings=s).settings.top_k == 4
+    with pytest.raises(TypeError, match="two Settings"):
+        Assistant(s, settings=s)
