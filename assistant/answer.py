@@ -65,6 +65,8 @@ class Candidate:
     vector: Any = None
     cos: float = 0.0
     coverage: float = 0.0
+    context_terms: set[str] = field(default_factory=set)  # its own terms and its neighbours' in the chunk
+    context_coverage: float = 0.0  # coverage by those: "Smirnov has also called on …" after "Acting governor …"
     kind_ok: bool = False  # holds the kind of answer asked for, next to the question's words
     kind_any: bool = False
     violations: list[str] = field(default_factory=list)
@@ -84,12 +86,14 @@ def candidates(contexts: list[RetrievedContext], corpus: Corpus, qvec: Any) -> l
         if not spans:  # no stored sentences (an index being rebuilt): split the chunk, no vectors
             spans = [(ctx.start + s, ctx.start + e) for s, e in text.split_sentences(ctx.text)]
             rows = [-1] * len(spans)
-        for (s, e), row in zip(spans, rows):
+        span_terms = [set(text.terms(ctx.text[s - ctx.start : e - ctx.start])) for s, e in spans]
+        for i, ((s, e), row) in enumerate(zip(spans, rows)):
             if (ctx.source, s) in seen:
                 continue
             seen.add((ctx.source, s))
             t = ctx.text[s - ctx.start : e - ctx.start]
-            c = Candidate(ctx, rank, s, e, t, set(text.terms(t)))
+            c = Candidate(ctx, rank, s, e, t, span_terms[i])
+            c.context_terms = c.terms.union(*span_terms[max(i - 1, 0) : i + 2])
             if row >= 0 and qvec is not None:
                 c.vector = sents.vectors[row].astype(np.float32)
                 c.cos = float(c.vector @ qvec)
@@ -152,6 +156,7 @@ def score(question: str, evidence: Evidence, model: selector.Model | None = None
     cons = text.constraints(question)
     for c in cands:
         c.coverage = cover(c.terms)
+        c.context_coverage = cover(c.context_terms)
         c.kind_any = kind != "other" and text.kind_match(kind, c.text)
         c.kind_ok = c.kind_any and text.kind_match(kind, c.text, near)
         if cons:
@@ -168,10 +173,11 @@ def score(question: str, evidence: Evidence, model: selector.Model | None = None
         if src not in article_coverage:
             article_coverage[src] = cover(corpus.article_terms(src))
         c.features = selector.features(c.cos, c.coverage, c.kind_any, c.kind_ok, kind, c.rank, c.text, top_cos,
-                                       top_cov, cover.oov, article_coverage[src], c.ctx.dense_score or 0.0, top_dense)
+                                       top_cov, cover.oov, article_coverage[src], c.ctx.dense_score or 0.0, top_dense,
+                                       c.context_coverage)
         c.p = -1.0 if c.violations else model.predict(c.features)
         c.confidence = 0.0 if c.violations else selector.confidence(
-            c.cos, c.coverage, top_dense, kind != "other" and not c.kind_any)
+            c.cos, c.coverage, top_dense, kind != "other" and not c.kind_any, c.context_coverage)
     cands.sort(key=lambda c: -c.p)
     return Scored(question, kind, cands, unknown, near)
 

@@ -52,6 +52,8 @@ def test_the_answerer_is_chosen_once_and_ask_is_the_stream(seeded: Assistant) ->
     ("How far is the fighting from Moscow?", "320 miles"),
     ("What distance separates the combat from the Russian capital?", "320 miles"),
     ("How many North Korean troops did Russia deploy to Kursk?", "12,000"),
+    # the sentence says "Smirnov"; the one before it says he is the acting governor
+    ("What did the acting governor call on residents of the region to donate?", "blood"),
 ])
 def test_plain_and_paraphrased_facts_are_answered_from_the_right_sentence(seeded: Assistant, question: str,
                                                                           expected: str) -> None:
