@@ -128,31 +128,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    def common(parser: argparse.ArgumentParser, default: object) -> None:
+        parser.add_argument("--docs", default=default,
+                            help="documents folder (default: ASSISTANT_DOCS_DIR or the repo's seeds/)")
+        parser.add_argument("--index", default=default,
+                            help="index folder (default: ASSISTANT_INDEX_DIR or a cache folder)")
+        parser.add_argument("-v", "--verbose", action="store_true", default=False if default is None else default,
+                            help="log what happens")
+
     p = argparse.ArgumentParser(prog="assistant", description="Cited answers over a folder of news articles.")
-    p.add_argument("--docs", help="documents folder (default: ASSISTANT_DOCS_DIR or the repo's seeds/)")
-    p.add_argument("--index", help="index folder (default: ASSISTANT_INDEX_DIR or a cache folder)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    common(p, None)
+    # the same options after the command ("assistant eval --index DIR"); given there, they win
+    shared = argparse.ArgumentParser(add_help=False)
+    common(shared, argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("ingest", help="sync a folder of articles into the index")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[shared])
+
+    s = command("ingest", "sync a folder of articles into the index")
     s.add_argument("dir", nargs="?", help="documents folder")
     s.add_argument("--rebuild", action="store_true", help="delete the index and build it again")
     s.set_defaults(func=cmd_ingest)
 
-    s = sub.add_parser("ask", help="answer a question with cited sources")
+    s = command("ask", "answer a question with cited sources")
     s.add_argument("question")
     s.add_argument("--json", action="store_true", help="print the Answer as JSON")
     s.add_argument("--stream", action="store_true", help="print the answer as it is generated")
     s.add_argument("--answerer", choices=["auto", "offline", "llm"])
     s.set_defaults(func=cmd_ask)
 
-    s = sub.add_parser("search", help="show the top retrieved chunks")
+    s = command("search", "show the top retrieved chunks")
     s.add_argument("query")
     s.add_argument("-k", type=int, default=None, help="how many chunks")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_search)
 
-    s = sub.add_parser("eval", help="score answers and citations on eval/questions.jsonl")
+    s = command("eval", "score answers and citations on eval/questions.jsonl")
     s.add_argument("--answerer", choices=["offline", "llm"], default="offline")
     s.add_argument("--out", default="eval/results", help="folder for results.json and report.md")
     s.add_argument("--questions", default=None, help="question file (default eval/questions.jsonl)")
@@ -164,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure the LLM-answer verifier on eval/verifier_cases.jsonl (exit 1 under 95%%)")
     s.set_defaults(func=cmd_eval)
 
-    s = sub.add_parser("serve", help="start the chat page")
+    s = command("serve", "start the chat page")
     s.add_argument("--host", default=None)
     s.add_argument("--port", type=int, default=None)
     s.set_defaults(func=cmd_serve)

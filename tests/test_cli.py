@@ -47,3 +47,13 @@ def test_errors_have_no_traceback(tmp_path: Path, seeds_copy: Path) -> None:
     assert r.returncode == 1 and "--rebuild" in r.stderr and "Traceback" not in r.stderr
     r = _run(["ingest", "--rebuild"], tmp_path, seeds_copy)
     assert r.returncode == 0 and "5 added" in r.stdout
+
+
+def test_folder_options_work_before_or_after_the_command(tmp_path: Path, seeds_copy: Path) -> None:
+    other = tmp_path / "other-index"
+    r = _run(["ingest", "--index", str(other), "--docs", str(seeds_copy)], tmp_path)
+    assert r.returncode == 0 and "5 added" in r.stdout, r.stderr
+    assert other.exists() and not (tmp_path / "index").exists()
+    r = _run(["--index", str(other), "ask", "How many North Korean troops did Russia deploy to Kursk?",
+              "--docs", str(seeds_copy)], tmp_path)
+    assert r.returncode == 0 and "12,000" in r.stdout, r.stderr
