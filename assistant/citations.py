@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .schema import Citation, RetrievedContext, SentenceCheck
-from .text import split_sentences
+from .text import numbers, split_sentences
 from .verify import coverage, is_refusal, verify
 
 MAX_RANGE = 20
@@ -138,6 +138,7 @@ class CitedAnswer:
         self._index: dict[tuple[str, int, int], int] = {}
         self._vectors: dict[str, np.ndarray] = {}
         self._embed = embed
+        self._figures: set[str] | None = None  # every figure the sources give
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Cached MiniLM vectors (the same claim is checked against many sources during repair)."""
@@ -192,6 +193,21 @@ class CitedAnswer:
                     best = (cov, windows)
         return (best[1], "") if best else None
 
+    def _without_unsupported_asides(self, sentence: str) -> str:
+        """The sentence without the parenthetical asides that give a figure no source gives (a small model's
+        unit conversion, "(294 km²)"). Only such asides: one that hedges or attributes ("(according to Kyiv)")
+        is part of the claim and stays."""
+        if "(" not in sentence:
+            return sentence
+        if self._figures is None:
+            self._figures = numbers(" ".join(s.text for s in self.sources))
+        figures = self._figures
+
+        def drop(m: re.Match[str]) -> str:
+            return "" if numbers(m.group(1)) - figures else m.group(0)
+
+        return re.sub(r"\s*\(([^()]*)\)", drop, sentence)
+
     def add(self, sentence: str, markers: list[int]) -> str | None:
         """Judge one reply sentence; the text to show (with renumbered markers), or None when dropped."""
         sentence = _HEADER.sub("", sentence).strip()  # small models copy the article headers they were shown
@@ -221,6 +237,17 @@ class CitedAnswer:
                 check.repaired = True
                 was = f"[{', '.join(map(str, markers))}]" if markers else "no source"
                 check.reason = f"re-cited: the model cited {was}, which does not support it ({check.reason})"
+        if not windows and (trimmed := self._without_unsupported_asides(sentence)) != sentence:
+            # "… is 115 square miles (294 km²)." where no source says 294: the aside goes, the claim stays
+            ok, _, windows = self._judge(trimmed, [self.sources[m - 1] for m in valid]) if valid else (False, "", [])
+            if not ok:
+                found = self._find_support(trimmed)
+                windows = found[0] if found else []
+            if windows:
+                check.repaired = True
+                check.reason = (f"trimmed: an aside giving a figure no source gives was removed ({check.reason})"
+                                + ("" if ok else "; re-cited"))
+                sentence = check.text = trimmed
         if len(windows) > 1:
             windows = self._prune(sentence, windows)
         if not windows:

@@ -221,3 +221,23 @@ def test_a_source_the_sentence_does_not_need_is_not_cited() -> None:
     # a sentence the model left without its full stop gets one, so the next sentence does not run into it
     assert built.add("Russia deployed about 12,000 North Korean troops", [1]) == (
         "Russia deployed about 12,000 North Korean troops. [1]")
+
+
+def test_an_aside_giving_a_figure_no_source_gives_is_trimmed_and_the_claim_kept() -> None:
+    """Qwen 1.5B wrote "… is 115 square miles (294 km²)." from a source that says 115 square miles only: the
+    conversion goes, the supported claim is shown and says it was trimmed. An aside with no new figure stays,
+    and a claim that is wrong outside its aside is still dropped."""
+    from assistant.citations import CitedAnswer, Source
+
+    salient = "Moscow has been attempting to push Ukrainian forces from the 115-square-mile salient in Kursk."
+    troops = "Russia later deployed about 12,000 North Korean troops in October 2024 to repel the incursion."
+    built = CitedAnswer([Source(1, "a.txt", "A", "", 0, len(salient), salient),
+                         Source(2, "b.txt", "B", "", 0, len(troops), troops)])
+    assert built.add("The Ukrainian-held salient in Kursk is 115 square miles (294 km²).", [2]) == (
+        "The Ukrainian-held salient in Kursk is 115 square miles. [1]")
+    check = built.checks[-1]
+    assert check.supported and check.repaired and check.reason.startswith("trimmed")
+    assert check.text == "The Ukrainian-held salient in Kursk is 115 square miles."
+    shown = built.add("Russia deployed about 12,000 North Korean troops (in October 2024).", [2])
+    assert shown is not None and "(in October 2024)" in shown
+    assert built.add("The salient in Kursk is 300 square miles (294 km²).", [1]) is None
