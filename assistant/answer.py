@@ -74,6 +74,11 @@ class Candidate:
     p: float = 0.0  # the selector's probability that this sentence answers the question (ranks them)
     confidence: float = 0.0  # the evidence score the refusal threshold applies to
 
+    @property
+    def states(self) -> bool:
+        """Whether it states something: not a heading, a headline or a sentence that asks."""
+        return not self.text.rstrip().endswith("?") and not text.is_heading(self.text, self.ctx.title)
+
 
 def candidates(contexts: list[RetrievedContext], corpus: Corpus, qvec: Any) -> list[Candidate]:
     """Every sentence of the retrieved chunks (once), with its similarity to the question."""
@@ -161,7 +166,7 @@ def score(question: str, evidence: Evidence, model: selector.Model | None = None
         c.kind_ok = c.kind_any and text.kind_match(kind, c.text, near)
         if cons:
             c.violations = text.violations(cons, c.text, corpus.article_text(c.ctx.source))
-        if c.text.rstrip().endswith("?") or text.is_heading(c.text, c.ctx.title):  # it asks or labels
+        if not c.states:
             c.violations.append(NOT_A_STATEMENT)
         if kind in ("number", "date") and not c.kind_any:  # "how many …" is not answered without a figure
             c.violations.append(f"no {kind}")
@@ -302,8 +307,7 @@ def overview(question: str, evidence: Evidence, max_sentences: int = 5, min_cos:
     cons = text.constraints(topic)
     cands = []
     for c in candidates(contexts, corpus, qvec):
-        if (c.vector is None or len(c.text) < 40 or c.text.rstrip().endswith("?")
-                or text.is_heading(c.text, c.ctx.title)):
+        if c.vector is None or len(c.text) < 40 or not c.states:
             continue
         if cons and text.violations(cons, c.text, corpus.article_text(c.ctx.source)):
             continue

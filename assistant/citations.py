@@ -193,6 +193,19 @@ class CitedAnswer:
                     best = (cov, windows)
         return (best[1], "") if best else None
 
+    def _support(self, sentence: str, valid: list[int], may_recite: bool
+                 ) -> tuple[list[tuple[Source, int, int, str]], str, bool]:
+        """The windows that support the sentence: its cited sources' ([] when they do not), else, when it may be
+        re-cited, the best other source's; the verifier's reason about the cited ones; and whether it was
+        re-cited."""
+        reason = ""
+        if valid:
+            ok, reason, windows = self._judge(sentence, [self.sources[m - 1] for m in valid])
+            if ok:
+                return windows, reason, False
+        found = self._find_support(sentence) if may_recite else None
+        return (found[0], reason, True) if found else ([], reason, False)
+
     def _without_unsupported_asides(self, sentence: str) -> str:
         """The sentence without the parenthetical asides that give a figure no source gives (a small model's
         unit conversion, "(294 km²)"). Only such asides: one that hedges or attributes ("(according to Kyiv)")
@@ -222,31 +235,21 @@ class CitedAnswer:
         valid = [m for m in markers if 1 <= m <= len(self.sources)]
         dropped = [m for m in markers if m not in valid]
         check = SentenceCheck(text=sentence, markers=[], model_markers=markers, supported=False)
-        windows: list[tuple[Source, int, int, str]] = []
-        if valid:
-            ok, reason, windows = self._judge(sentence, [self.sources[m - 1] for m in valid])
-            check.reason = reason
-            if not ok:
-                windows = []
-        else:
-            check.reason = "cites nothing" + (f" (out-of-range markers {dropped} dropped)" if dropped else "")
-        if not windows and (self.repair if valid or dropped else self.attribute_uncited):
-            found = self._find_support(sentence)
-            if found:
-                windows = found[0]
-                check.repaired = True
-                was = f"[{', '.join(map(str, markers))}]" if markers else "no source"
-                check.reason = f"re-cited: the model cited {was}, which does not support it ({check.reason})"
+        may_recite = self.repair if valid or dropped else self.attribute_uncited
+        windows, reason, recited = self._support(sentence, valid, may_recite)
+        check.reason = reason if valid else (
+            "cites nothing" + (f" (out-of-range markers {dropped} dropped)" if dropped else ""))
+        if recited:
+            check.repaired = True
+            was = f"[{', '.join(map(str, markers))}]" if markers else "no source"
+            check.reason = f"re-cited: the model cited {was}, which does not support it ({check.reason})"
         if not windows and (trimmed := self._without_unsupported_asides(sentence)) != sentence:
             # "… is 115 square miles (294 km²)." where no source says 294: the aside goes, the claim stays
-            ok, _, windows = self._judge(trimmed, [self.sources[m - 1] for m in valid]) if valid else (False, "", [])
-            if not ok:
-                found = self._find_support(trimmed)
-                windows = found[0] if found else []
+            windows, _, recited = self._support(trimmed, valid, may_recite)
             if windows:
                 check.repaired = True
                 check.reason = (f"trimmed: an aside giving a figure no source gives was removed ({check.reason})"
-                                + ("" if ok else "; re-cited"))
+                                + ("; re-cited" if recited else ""))
                 sentence = check.text = trimmed
         if len(windows) > 1:
             windows = self._prune(sentence, windows)

@@ -241,3 +241,7 @@ def test_an_aside_giving_a_figure_no_source_gives_is_trimmed_and_the_claim_kept(
     shown = built.add("Russia deployed about 12,000 North Korean troops (in October 2024).", [2])
     assert shown is not None and "(in October 2024)" in shown
     assert built.add("The salient in Kursk is 300 square miles (294 km²).", [1]) is None
+    # trimming follows the same rule as repair: an uncited sentence is not attributed when that is off
+    strict = CitedAnswer([Source(1, "a.txt", "A", "", 0, len(salient), salient)], attribute_uncited=False)
+    assert strict.add("The Ukrainian-held salient in Kursk is 115 square miles (294 km²).", []) is None
+    assert strict.checks[-1].reason == "cites nothing" and not strict.checks[-1].repaired
