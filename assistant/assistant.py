@@ -149,13 +149,35 @@ class Assistant:
             return True
         return self._retriever is None
 
+    def _prefetch(self) -> None:
+        """Start, each in a thread, what the first question needs later: the query encoder (native code, it
+        loads while Chroma opens its index and the retrieval state is mapped) and the LlamaIndex import. Cold
+        `assistant ask` at 100k chunks: 2.27 s run one after the other, 1.9 s overlapped (see bench/).
+        A failure here is only logged: the same step runs again on the question's path and raises there."""
+
+        def load_encoder() -> None:
+            try:
+                self.embedder._load()
+            except Exception as exc:
+                log.debug("prefetching the embedding model failed (%s); the question will load it", exc)
+
+        def import_llama_index() -> None:
+            try:
+                import llama_index.vector_stores.chroma  # noqa: F401
+            except Exception as exc:
+                log.debug("prefetching LlamaIndex failed (%s)", exc)
+
+        for target in (load_encoder, import_llama_index):
+            threading.Thread(target=target, name=f"assistant-{target.__name__}").start()
+
     def _load(self) -> HybridRetriever:
+        self._prefetch()
         index = self.index
-        if index.count() == 0:
+        if index.empty():
             log.info("index is empty: syncing %s first", self.settings.docs_dir)
             self.sync()
             index = self.index
-            if index.count() == 0:
+            if index.empty():
                 raise DocumentsError(
                     f"No articles are indexed: the documents folder {str(self.settings.docs_dir)!r} has no "
                     "readable .txt/.md articles. Add some and run assistant ingest."

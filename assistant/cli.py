@@ -97,6 +97,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
             _print_answer(answer)
     if args.json and answer is not None:
         sys.stdout.write(_json_safe(answer.model_dump_json(indent=2)) + "\n")
+    args.only_read = kb.last_sync is None
     return 0
 
 
@@ -111,6 +112,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         bm25 = f"{h.bm25_score:.2f}" if h.bm25_score is not None else "-"
         _out(f"{n}. {h.source} chars {h.start}-{h.end}  fused={h.score:.4f} dense={dense} bm25={bm25}")
         _out(textwrap.indent(textwrap.fill(" ".join(h.text.split())[:400], 100), "    "))
+    args.only_read = kb.last_sync is None
     return 0
 
 
@@ -183,6 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_at_once(code: int) -> None:
+    """End a process that only read the index without tearing down its memory: freeing the retrieval state and
+    Chroma's vector index one object at a time took 0.5 s of a 2.2 s `assistant ask` at 100k chunks. Nothing is
+    left to save (the answer is printed, the output flushed); a command that synced never comes here."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -192,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("bm25s", "chromadb", "httpx", "onnxruntime"):
         logging.getLogger(noisy).setLevel(logging.WARNING if args.verbose else logging.ERROR)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        if argv is None and getattr(args, "only_read", False):
+            _exit_at_once(code)
+        return code
     except BrokenPipeError:  # `assistant ask … | head -1`: the reader has what it wanted
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -6,7 +6,8 @@ import logging
 import math
 import time
 from collections import Counter
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, overload
 
 from .embed import OnnxEmbedder, llama_index_embedding
 from .index import Index, get_all, get_sentences, read_cache, write_cache
@@ -26,6 +27,102 @@ class ChunkRecord(NamedTuple):
     date: str = ""
 
 
+class Strings(Sequence[str]):
+    """Many strings as one UTF-8 byte array and offsets: pickled out of band and mapped back by read_cache,
+    where a list of 100k strings would be rebuilt object by object in every new process."""
+
+    def __init__(self, items: Iterable[str] = ()) -> None:
+        import numpy as np
+
+        encoded = [s.encode("utf-8") for s in items]
+        self._bytes = np.frombuffer(b"".join(encoded), dtype=np.uint8) if encoded else np.zeros(0, dtype=np.uint8)
+        self._offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        self._offsets[1:] = np.cumsum([len(b) for b in encoded], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return bytes(self._bytes[int(self._offsets[i]) : int(self._offsets[i + 1])]).decode("utf-8")
+
+
+class ChunkTable(Sequence[ChunkRecord]):
+    """The indexed chunks, column by column, each chunk a ChunkRecord when asked for.
+
+    Texts are one UTF-8 byte array and offsets are arrays, so a cached table is mapped from its file
+    (write_cache keeps arrays out of the pickle) instead of rebuilding 100k Python records in a new process.
+    """
+
+    def __init__(self, records: Iterable[ChunkRecord] = ()) -> None:
+        import numpy as np
+
+        recs = list(records)
+        self.ids = [r.id for r in recs]
+        self.sources = [r.source for r in recs]
+        self.titles = {r.source: r.title for r in recs}
+        self.dates = [r.date for r in recs]
+        self.start = np.array([r.start for r in recs], dtype=np.int64)
+        self.end = np.array([r.end for r in recs], dtype=np.int64)
+        self.texts = Strings(r.text for r in recs)
+        self.position = {cid: i for i, cid in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, i: int) -> ChunkRecord: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[ChunkRecord]: ...
+
+    def __getitem__(self, i: int | slice) -> ChunkRecord | list[ChunkRecord]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        src = self.sources[i]
+        return ChunkRecord(self.ids[i], src, self.titles.get(src, ""), self.texts[i], int(self.start[i]),
+                           int(self.end[i]), self.dates[i])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "position"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.position = {cid: i for i, cid in enumerate(self.ids)}
+
+
+class _ById(Mapping[str, ChunkRecord]):
+    """A chunk by its id (a view of a ChunkTable)."""
+
+    def __init__(self, table: ChunkTable) -> None:
+        self._table = table
+
+    def __getitem__(self, cid: str) -> ChunkRecord:
+        return self._table[self._table.position[cid]]
+
+    def __contains__(self, cid: object) -> bool:
+        return cid in self._table.position
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table.ids)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+
 class Sentences:
     """Every article sentence: file offsets and its MiniLM vector (float16), grouped by article."""
 
@@ -33,17 +130,17 @@ class Sentences:
         import numpy as np
 
         order = sorted(range(len(metas)), key=lambda i: (str(metas[i]["source"]), int(metas[i]["start"])))
-        self.source = [str(metas[i]["source"]) for i in order]
         self.start = np.array([int(metas[i]["start"]) for i in order], dtype=np.int64)
         self.end = np.array([int(metas[i]["end"]) for i in order], dtype=np.int64)
         self.vectors = vectors[order] if len(order) else np.zeros((0, 384), dtype=np.float16)
-        self.rows: dict[str, tuple[int, int]] = {}
-        for i, src in enumerate(self.source):
+        self.rows: dict[str, tuple[int, int]] = {}  # an article's sentences: rows [a, b), in text order
+        for i, n in enumerate(order):
+            src = str(metas[n]["source"])
             a, _ = self.rows.get(src, (i, i))
             self.rows[src] = (a, i + 1)
 
     def __len__(self) -> int:
-        return len(self.source)
+        return len(self.start)
 
     def within(self, source: str, start: int, end: int) -> list[int]:
         """Rows of the sentences of `source` that lie inside [start, end)."""
@@ -60,8 +157,9 @@ class Sentences:
         """A copy without the sentences of `sources`, plus the given ones."""
         import numpy as np
 
-        keep = [i for i, s in enumerate(self.source) if s not in sources]
-        kept = [{"source": self.source[i], "start": int(self.start[i]), "end": int(self.end[i])} for i in keep]
+        keep = [i for src, (a, b) in self.rows.items() if src not in sources for i in range(a, b)]
+        kept = [{"source": src, "start": int(self.start[i]), "end": int(self.end[i])}
+                for src, (a, b) in self.rows.items() if src not in sources for i in range(a, b)]
         parts = [self.vectors[keep]] if keep else []
         if len(metas):
             parts.append(vectors.astype(np.float16))
@@ -77,11 +175,11 @@ class Corpus:
     tokenizes only their new chunks.
     """
 
-    def __init__(self, records: list[ChunkRecord], tokens: list[list[str]] | None = None) -> None:
-        self.records = records
+    def __init__(self, records: Sequence[ChunkRecord], tokens: list[list[str]] | None = None) -> None:
+        self.records = records if isinstance(records, ChunkTable) else ChunkTable(records)
         self._tokens: list[list[str]] | None = tokens if tokens is not None else [terms(r.text) for r in records]
-        self._joined: list[str] = []
-        self.by_id = {r.id: r for r in records}
+        self._joined: Sequence[str] = []
+        self.by_id: Mapping[str, ChunkRecord] = _ById(self.records)
         df: Counter[str] = Counter()
         for toks in self.tokens:
             df.update(set(toks))
@@ -95,8 +193,8 @@ class Corpus:
             if len(w) >= 5:
                 self._by_prefix.setdefault(w[:5], set()).add(w)
         self.n = max(len(records), 1)
-        self.sources = sorted({r.source for r in records})
-        self.titles = {r.source: r.title for r in records}
+        self.sources = sorted(set(self.records.sources))
+        self.titles = self.records.titles
         self.bm25 = _bm25_index(self.tokens) if records else None
         self.sentences: Sentences = Sentences([], None)
         self.revision = ""  # the index revision this state was built from (set by open_corpus)
@@ -105,13 +203,13 @@ class Corpus:
     def _by_source(self) -> dict[str, list[int]]:
         """Positions of each article's chunks in ``records`` (derived, never stored)."""
         out: dict[str, list[int]] = {}
-        for i, r in enumerate(self.records):
-            out.setdefault(r.source, []).append(i)
+        for i, src in enumerate(self.records.sources):
+            out.setdefault(src, []).append(i)
         return out
 
     def article_text(self, source: str) -> str:
         """An article's indexed text (its chunks joined), for checks that look beyond one sentence."""
-        return "\n".join(self.records[i].text for i in self._positions.get(source, ()))
+        return "\n".join(self.records.texts[i] for i in self._positions.get(source, ()))
 
     def article_terms(self, source: str) -> set[str]:
         """An article's terms: the union of its chunks' stored terms (nothing is re-stemmed)."""
@@ -131,13 +229,13 @@ class Corpus:
         """Terms go to disk as one string per chunk: millions of small strings are slow to unpickle,
         and answering never needs them (only the BM25 index built from them)."""
         state = {k: v for k, v in self.__dict__.items() if k not in ("by_id", "_tokens", "_joined", "_positions")}
-        state["_joined"] = self._joined if self._tokens is None else [" ".join(t) for t in self._tokens]
+        state["_joined"] = self._joined if self._tokens is None else Strings(" ".join(t) for t in self._tokens)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._tokens = None
-        self.by_id = {r.id: r for r in getattr(self, "records", [])}
+        self.by_id = _ById(self.records)
         self._positions = self._by_source()
 
     def correct(self, text: str) -> str:
@@ -296,7 +394,7 @@ class HybridRetriever:
         for rank, (cid, cos) in enumerate(dense_hits):
             dense[cid] = cos
             rrf[cid] = rrf.get(cid, 0.0) + 1.0 / (self.settings.rrf_k + rank + 1)
-        bm25_hits = [(self.corpus.records[pos].id, score)
+        bm25_hits = [(self.corpus.records.ids[pos], score)
                      for pos, score in self.corpus.bm25_top(terms(query), self.settings.candidate_k)]
         for rank, (cid, score) in enumerate(bm25_hits):
             sparse[cid] = score

@@ -11,7 +11,7 @@ import pytest
 
 from assistant import Assistant
 from assistant import retrieve as retrieve_mod
-from assistant.index import Index
+from assistant.index import Index, read_cache, write_cache
 from assistant.retrieve import ChunkRecord, Corpus, terms
 
 QUESTION = "How many North Korean troops did Russia deploy to Kursk?"
@@ -38,7 +38,7 @@ def test_new_process_answers_from_the_cache_and_picks_up_another_sync(
     index, first = _synced(seeds_copy, tmp_path)
     expected = first.ask(QUESTION)
     assert "12,000" in expected.text
-    assert list(index.rglob("retrieval-cache/*.corpus.pickle"))
+    assert list(index.rglob("retrieval-cache/*.corpus.cache"))
 
     # A second Assistant (as in a new process) must not page through the whole collection.
     monkeypatch.setattr(retrieve_mod, "get_all", _no_full_read)
@@ -63,12 +63,12 @@ def test_damaged_cache_is_rebuilt_with_a_warning(
 ) -> None:
     index, kb = _synced(seeds_copy, tmp_path)
     expected = kb.ask(QUESTION).text
-    (cache,) = index.rglob("retrieval-cache/*.corpus.pickle")
-    cache.write_bytes(b"not a pickle at all")
+    (cache,) = index.rglob("retrieval-cache/*.corpus.cache")
+    cache.write_bytes(b"not a cache at all")
     with caplog.at_level(logging.WARNING):
         assert _kb(seeds_copy, index).ask(QUESTION).text == expected
     assert "rebuilding it from the index" in caplog.text
-    assert cache.read_bytes()[:1] == b"\x80"  # rewritten as a valid pickle
+    assert read_cache(cache)[1] is not None  # rewritten as a valid cache
 
 
 def test_unchanged_resync_reads_the_cached_manifest_and_a_killed_sync_invalidates_it(
@@ -159,3 +159,40 @@ def test_unchanged_sync_keeps_the_loaded_state_and_a_change_reloads_it(seeds_cop
     (seeds_copy / "extra.md").write_text(extra, encoding="utf-8")
     kb.sync()
     assert kb.corpus is not before and "extra.md" in kb.corpus.sources
+
+
+def test_cache_maps_its_arrays_from_the_file_and_rejects_a_truncated_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import numpy as np
+
+    path = tmp_path / "x.corpus.cache"
+    vectors = np.arange(12, dtype=np.float16).reshape(3, 4)
+    write_cache(path, "rev-1", {"vectors": vectors, "names": ["a", "b"]})
+    rev, value = read_cache(path)
+    assert rev == "rev-1" and value["names"] == ["a", "b"]
+    assert np.array_equal(value["vectors"], vectors)
+    assert not value["vectors"].flags.writeable  # a view of the mapped file, not a copy
+
+    # Saving again replaces the file: a process still holding the old mapping keeps reading the old values.
+    write_cache(path, "rev-2", {"vectors": vectors * 2, "names": []})
+    assert np.array_equal(value["vectors"], vectors)
+    assert read_cache(path)[0] == "rev-2"
+
+    path.write_bytes(path.read_bytes()[:-10])
+    with caplog.at_level(logging.WARNING):
+        assert read_cache(path) == ("", None)
+    assert "shorter than its header says" in caplog.text
+
+
+def test_a_cached_corpus_gives_back_the_same_chunks(tmp_path: Path) -> None:
+    records = [ChunkRecord("a-0", "a.txt", "A", "Kyiv’s troops — 12,000 of them.", 0, 32, "2024-08-06"),
+               ChunkRecord("b-0", "b.txt", "B", "Sudzha was retaken.", 0, 19)]
+    corpus = Corpus(records)
+    path = tmp_path / "c.corpus.cache"
+    write_cache(path, "r", corpus)
+    _, loaded = read_cache(path)
+    assert list(loaded.records) == records
+    assert loaded.by_id["b-0"] == records[1] and "zz" not in loaded.by_id
+    assert loaded.article_text("a.txt") == records[0].text
+    assert loaded.bm25_top(terms("Sudzha retaken"), 2)[0][0] == 1

@@ -25,10 +25,12 @@ def test_every_sentence_is_stored_with_exact_offsets_and_reused_by_content(seeds
     assert report.sentences_embedded == expected and report.sentences_reused == 0
     sents = kb.corpus.sentences
     assert len(sents) == expected and sents.vectors.shape == (expected, 384)
-    for i in range(len(sents)):
-        text = read_text(seeds_copy / sents.source[i])
-        span = text[int(sents.start[i]) : int(sents.end[i])]
-        assert span and span == span.strip()
+    assert sum(b - a for a, b in sents.rows.values()) == expected
+    for source, (a, b) in sents.rows.items():
+        text = read_text(seeds_copy / source)
+        for i in range(a, b):
+            span = text[int(sents.start[i]) : int(sents.end[i])]
+            assert span and span == span.strip()
     # edit one sentence of one article: only that sentence is embedded again
     path = seeds_copy / "002_5fe3474391e77e48.txt"
     path.write_text(read_text(path).replace("about 12,000 North Korean", "about 11,000 North Korean"), "utf-8")
