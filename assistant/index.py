@@ -196,6 +196,7 @@ def sync_lock(settings: Settings) -> Iterator[None]:
 
 _CACHE_FORMAT = 5
 _CACHE_MAGIC = b"ASTCACHE"
+_CACHE_HEAD = struct.Struct("<8sQQQ")  # magic, format, number of arrays, pickle length
 _ALIGN = 64
 
 
@@ -210,8 +211,8 @@ def read_cache(path: Path) -> tuple[str, Any]:
     try:
         with open(path, "rb") as fh:
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        head = struct.calcsize("<8sQQQ")
-        magic, fmt, n_buffers, pickle_len = struct.unpack_from("<8sQQQ", mm, 0)
+        head = _CACHE_HEAD.size
+        magic, fmt, n_buffers, pickle_len = _CACHE_HEAD.unpack_from(mm, 0)
         if magic != _CACHE_MAGIC or fmt != _CACHE_FORMAT:
             return "", None
         spans = [struct.unpack_from("<QQ", mm, head + 16 * i) for i in range(n_buffers)]
@@ -237,7 +238,7 @@ def write_cache(path: Path, revision: str, value: Any) -> None:
         buffers: list[pickle.PickleBuffer] = []
         data = pickle.dumps((revision, value), protocol=5, buffer_callback=buffers.append)
         raws = [b.raw() for b in buffers]
-        head = struct.calcsize("<8sQQQ") + 16 * len(raws)
+        head = _CACHE_HEAD.size + 16 * len(raws)
         offset, spans = head + len(data), []
         for raw in raws:
             offset += -offset % _ALIGN
@@ -245,7 +246,7 @@ def write_cache(path: Path, revision: str, value: Any) -> None:
             offset += raw.nbytes
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
-            fh.write(struct.pack("<8sQQQ", _CACHE_MAGIC, _CACHE_FORMAT, len(raws), len(data)))
+            fh.write(_CACHE_HEAD.pack(_CACHE_MAGIC, _CACHE_FORMAT, len(raws), len(data)))
             for span in spans:
                 fh.write(struct.pack("<QQ", *span))
             fh.write(data)

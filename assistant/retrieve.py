@@ -7,7 +7,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple, overload
+from typing import Any, NamedTuple, TypeVar, overload
 
 from .embed import OnnxEmbedder, llama_index_embedding
 from .index import Index, get_all, get_sentences, read_cache, write_cache
@@ -16,6 +16,7 @@ from .settings import Settings
 from .text import WORD, correct, terms, visible
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 class ChunkRecord(NamedTuple):
     id: str
@@ -27,7 +28,29 @@ class ChunkRecord(NamedTuple):
     date: str = ""
 
 
-class Strings(Sequence[str]):
+class _Rows(Sequence[T]):
+    """A sequence whose items are built from columns on access (see Strings and ChunkTable)."""
+
+    def _at(self, i: int) -> T:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, i: int) -> T: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[T]: ...
+
+    def __getitem__(self, i: int | slice) -> T | list[T]:
+        if isinstance(i, slice):
+            return [self._at(j) for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._at(i)
+
+
+class Strings(_Rows[str]):
     """Many strings as one UTF-8 byte array and offsets: pickled out of band and mapped back by read_cache,
     where a list of 100k strings would be rebuilt object by object in every new process."""
 
@@ -42,23 +65,11 @@ class Strings(Sequence[str]):
     def __len__(self) -> int:
         return len(self._offsets) - 1
 
-    @overload
-    def __getitem__(self, i: int) -> str: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[str]: ...
-
-    def __getitem__(self, i: int | slice) -> str | list[str]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
+    def _at(self, i: int) -> str:
         return bytes(self._bytes[int(self._offsets[i]) : int(self._offsets[i + 1])]).decode("utf-8")
 
 
-class ChunkTable(Sequence[ChunkRecord]):
+class ChunkTable(_Rows[ChunkRecord]):
     """The indexed chunks, column by column, each chunk a ChunkRecord when asked for.
 
     Texts are one UTF-8 byte array and offsets are arrays, so a cached table is mapped from its file
@@ -81,17 +92,7 @@ class ChunkTable(Sequence[ChunkRecord]):
     def __len__(self) -> int:
         return len(self.ids)
 
-    @overload
-    def __getitem__(self, i: int) -> ChunkRecord: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[ChunkRecord]: ...
-
-    def __getitem__(self, i: int | slice) -> ChunkRecord | list[ChunkRecord]:
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
+    def _at(self, i: int) -> ChunkRecord:
         src = self.sources[i]
         return ChunkRecord(self.ids[i], src, self.titles.get(src, ""), self.texts[i], int(self.start[i]),
                            int(self.end[i]), self.dates[i])
