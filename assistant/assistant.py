@@ -77,7 +77,9 @@ class Assistant:
         if index_dir is not None:
             values["index_dir"] = Path(index_dir)
         self.settings = Settings.load(settings, **values)
-        self.embedder = OnnxEmbedder(self.settings.embed_model, self.settings.embed_batch_size)
+        self.embedder = OnnxEmbedder(
+            self.settings.embed_model, self.settings.embed_batch_size, self.settings.embed_batch_tokens
+        )
         self._lock = threading.RLock()
         self._index: Index | None = None
         self._retriever: HybridRetriever | None = None

@@ -347,7 +347,8 @@ class Index:
     def _open(self) -> None:
         self.client = open_client(self.settings, self.path)
         self.collection = self._open_collection(self.names[0])
-        self.sentences = self._open_collection(self.names[1])
+        # sentences are read back whole, never searched by vector: the cheapest graph Chroma builds will do
+        self.sentences = self._open_collection(self.names[1], {"hnsw:construction_ef": 4, "hnsw:M": 4})
 
     def reopen(self) -> None:
         """Load the collections again, seeing every other process's writes (on disk Chroma keeps a
@@ -360,14 +361,14 @@ class Index:
         """True when another process switched the on-disk index to a new generation (a rebuild)."""
         return self.path is not None and current_generation(self.settings) != self.path
 
-    def _open_collection(self, name: str) -> Any:
+    def _open_collection(self, name: str, hnsw: dict[str, int] | None = None) -> Any:
         settings = self.settings
         last: Exception | None = None
         for _ in range(3):  # two processes creating it at once: the loser finds the winner's
             try:
                 return self.client.get_or_create_collection(
                     name=name,
-                    metadata={"hnsw:space": "cosine", "embed_model": settings.embed_model},
+                    metadata={"hnsw:space": "cosine", "embed_model": settings.embed_model, **(hnsw or {})},
                     embedding_function=None,
                 )
             except Exception as exc:

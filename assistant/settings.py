@@ -68,7 +68,14 @@ class Settings(BaseSettings):
     embed_model: str = Field(
         "all-MiniLM-L6-v2-int8", description="Embedding model id (only the bundled one ships)."
     )
-    embed_batch_size: int = Field(32, ge=1, le=512, description="Texts per embedding batch.")
+    embed_batch_size: int = Field(64, ge=1, le=512, description="Most texts in one embedding batch.")
+    embed_batch_tokens: int = Field(
+        1024,
+        ge=256,
+        le=65536,
+        description="Most word pieces (padding included) in one embedding batch: texts are sorted by length and "
+        "grouped up to this budget. Small batches stay in the CPU cache (1,024 measured fastest on 2 cores).",
+    )
     chunk_tokens: int = Field(
         160, ge=32, le=240, description="Target chunk size in tiktoken tokens (cl100k_base)."
     )

@@ -103,20 +103,19 @@ def worker_ingest(docs: Path, index: Path, repeats: int) -> dict[str, Any]:
     from assistant.index import get_all
 
     texts = [str(doc) for _, _, doc in get_all(kb.index.collection, ["metadatas", "documents"])]
-    kb.embedder._load()
-    model_tokens = sum(len(e.ids) for e in kb.embedder._tokenizer.encode_batch(texts))
+    model_tokens = kb.embedder.count_tokens(texts)  # word pieces the model reads, padding not counted
     res["model_tokens"] = model_tokens
     res["ingest_tokens_per_s"] = model_tokens / res["ingest_s"]
     # what the model really embedded: each distinct chunk text and each distinct sentence text once
     embedded = set(texts) | _sentence_texts(kb)
     res["sentences_embedded"] = report.sentences_embedded
-    res["embedded_tokens"] = sum(len(e.ids) for e in kb.embedder._tokenizer.encode_batch(sorted(embedded)))
+    res["embedded_tokens"] = kb.embedder.count_tokens(sorted(embedded))
     res["embedded_tokens_per_s"] = res["embedded_tokens"] / res["ingest_s"]
     res["ingest_chunks_per_s"] = report.chunks_total / res["ingest_s"]
     # raw ceiling: the model alone on (a sample of) the same texts it embedded, chunks and sentences
     pool = sorted(embedded)
     sample = pool if len(pool) <= 3000 else random.Random(0).sample(pool, 3000)
-    sample_tokens = sum(len(e.ids) for e in kb.embedder._tokenizer.encode_batch(sample))
+    sample_tokens = kb.embedder.count_tokens(sample)
     raw = []
     for _ in range(repeats):
         t0 = time.perf_counter()
