@@ -109,6 +109,8 @@ function assistantPreview(a, hideAfter) {
   p.style.top = Math.max(4, top) + 'px';
   p.style.left = Math.max(4, Math.min(r.left, window.innerWidth - p.offsetWidth - 4)) + 'px';
   clearTimeout(window.__previewTimer);
+  // a tapped preview stays its time even when the tap's focus moves on (the article view takes it)
+  window.__previewUntil = hideAfter ? Date.now() + hideAfter : 0;
   if (hideAfter) window.__previewTimer = setTimeout(assistantHidePreview, hideAfter);
 }
 function assistantHidePreview() { const p = document.querySelector('#cite-preview'); if (p) p.style.display = 'none'; }
@@ -116,7 +118,7 @@ for (const [on, off] of [['mouseover', 'mouseout'], ['focusin', 'focusout']]) {
   document.addEventListener(on, e => { const a = e.target.closest && e.target.closest('a[href^="#cite-"]');
     if (a) assistantPreview(a, 0); });
   document.addEventListener(off, e => { const a = e.target.closest && e.target.closest('a[href^="#cite-"]');
-    if (a) assistantHidePreview(); });
+    if (a && !(window.__previewUntil > Date.now())) assistantHidePreview(); });
 }
 // Copy gives plain text: the answer, then its sources (title, date, quote), never link markup.
 function assistantCopy(button, e) {

@@ -386,6 +386,8 @@ def test_five_turns_on_a_phone(browser: Any, page_url: tuple[str, Path]) -> None
     assert "Kremlin accelerates concerted push" in cards and "Featured" not in cards and "score" not in cards
     page.locator("#chat a[href='#cite-3-1']").tap()
     page.locator("#cite-preview").wait_for(state="visible", timeout=5_000)  # tapping also previews the quote
+    page.wait_for_timeout(1_000)  # long enough to read: the article opening (focus moving on) keeps it
+    assert page.locator("#cite-preview").is_visible()
     page.wait_for_function("() => document.querySelector('#article').classList.contains('sheet')"
                            " && document.querySelector('#article-view mark').innerText.includes('12,000')",
                            timeout=20_000)
