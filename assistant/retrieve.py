@@ -158,9 +158,9 @@ class Sentences:
         """A copy without the sentences of `sources`, plus the given ones."""
         import numpy as np
 
-        keep = [i for src, (a, b) in self.rows.items() if src not in sources for i in range(a, b)]
-        kept = [{"source": src, "start": int(self.start[i]), "end": int(self.end[i])}
-                for src, (a, b) in self.rows.items() if src not in sources for i in range(a, b)]
+        rows = [(src, i) for src, (a, b) in self.rows.items() if src not in sources for i in range(a, b)]
+        keep = [i for _, i in rows]
+        kept = [{"source": src, "start": int(self.start[i]), "end": int(self.end[i])} for src, i in rows]
         parts = [self.vectors[keep]] if keep else []
         if len(metas):
             parts.append(vectors.astype(np.float16))
