@@ -12,8 +12,11 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-echo "== installing the package with its test and ui extras (llama-cpp-python builds once, then pip caches it)"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test,ui]" 2>&1 | grep -v "^WARNING: Location" || true
+echo "== installing the package with its test and ui extras at the versions in constraints.txt"
+echo "   (llama-cpp-python builds once, then pip caches it)"
+# PIP_CONSTRAINT also pins what pip installs to build a package from source (scikit-build-core for llama.cpp).
+PIP_CONSTRAINT="$PWD/constraints.txt" .venv/bin/python -m pip install -q --disable-pip-version-check \
+    -c constraints.txt -e ".[test,ui]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import assistant, llama_cpp, playwright, gradio" # fail early if the install did not work
 
 echo "== lint"

@@ -9,7 +9,7 @@ trap 'rm -rf "$work"' EXIT
 "$PY" -m pip wheel -q --disable-pip-version-check --no-deps . -w "$work/dist" \
     2>&1 | grep -v "^WARNING: Location" || true
 python3 -m venv "$work/venv"
-"$work/venv/bin/pip" install -q --disable-pip-version-check "$work"/dist/assistant-*.whl \
+"$work/venv/bin/pip" install -q --disable-pip-version-check -c constraints.txt "$work"/dist/assistant-*.whl \
     2>&1 | grep -v "^WARNING: Location" || true
 mkdir -p "$work/elsewhere"
 cd "$work/elsewhere"
