@@ -223,17 +223,24 @@ def per_category(scored: list[Scored]) -> dict[str, dict[str, Any]]:
 
 
 def check(metrics: dict[str, Any], thresholds: dict[str, dict[str, float]]) -> list[str]:
-    """Failures against thresholds: {"min": {...}, "max": {...}}."""
+    """Failures against thresholds: {"min": {...}, "max": {...}}. A metric the questions could not measure
+    (None: e.g. refusal recall over questions that are all answerable) is no failure: see unmeasured()."""
     failures = []
     for name, floor in thresholds.get("min", {}).items():
         v = metrics.get(name)
-        if v is None or v < floor:
-            failures.append(f"{name} = {v} is under the minimum {floor}")
+        if v is not None and v < floor:
+            failures.append(f"{name} = {_fmt(v)} is under the minimum {floor}")
     for name, ceiling in thresholds.get("max", {}).items():
         v = metrics.get(name)
-        if v is None or v > ceiling:
-            failures.append(f"{name} = {v} is over the maximum {ceiling}")
+        if v is not None and v > ceiling:
+            failures.append(f"{name} = {_fmt(v)} is over the maximum {ceiling}")
     return failures
+
+
+def unmeasured(metrics: dict[str, Any], thresholds: dict[str, dict[str, float]]) -> list[str]:
+    """The gated metrics the questions could not measure."""
+    gated = [*thresholds.get("min", {}), *thresholds.get("max", {})]
+    return [name for name in dict.fromkeys(gated) if metrics.get(name) is None]
 
 
 def run(kb: Assistant, questions: list[dict[str, Any]]) -> tuple[list[Scored], dict[str, Any]]:
@@ -270,10 +277,20 @@ def _fmt(v: Any) -> str:
     return "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
 
+def gate_line(failures: list[str], skipped: list[str], questions: int) -> str:
+    """What the gate decided, as printed: PASS or FAIL with each failure, and what was not measured."""
+    out = "gate: PASS\n" if not failures else "gate: FAIL\n  " + "\n  ".join(failures) + "\n"
+    if skipped:
+        out += f"  not measured (none of these {questions} questions tests it): {', '.join(skipped)}\n"
+    return out
+
+
 def report_markdown(metrics: dict[str, Any], cats: dict[str, Any], scored: list[Scored], failures: list[str],
-                    thresholds: dict[str, dict[str, float]], answerer: str) -> str:
+                    thresholds: dict[str, dict[str, float]], answerer: str, skipped: list[str] | None = None) -> str:
     lines = [f"# Eval report — answerer: {answerer}", ""]
     lines.append("**Gate: PASS**" if not failures else "**Gate: FAIL** — " + "; ".join(failures))
+    if skipped:
+        lines[-1] += " (not measured on this subset: " + ", ".join(skipped) + ")"
     lines += ["", "## Summary", "", "| metric | value | threshold |", "| --- | --- | --- |"]
     for name, v in metrics.items():
         t = ""
@@ -361,12 +378,16 @@ def run_cli(args: Any) -> int:
         metrics["seconds"] = round(time.perf_counter() - t0, 1)
         cats = per_category(scored)
         failures = check(metrics, thresholds)
+        skipped = unmeasured(metrics, thresholds)
+        if skipped and not args.limit:  # the whole set must measure what the gate checks
+            failures += [f"{name} was not measured: no question of the set tests it" for name in skipped]
+            skipped = []
         failed = failed or bool(failures)
         where = out / name
         where.mkdir(parents=True, exist_ok=True)
         results = {
             "corpus": name, "answerer": answerer, "metrics": metrics, "thresholds": thresholds,
-            "failures": failures, "per_category": cats,
+            "failures": failures, "not_measured": skipped, "per_category": cats,
             "questions": [
                 {
                     "id": s.question["id"], "category": s.question["category"], "question": s.question["question"],
@@ -378,15 +399,14 @@ def run_cli(args: Any) -> int:
         }
         (where / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False), encoding="utf-8")
         (where / "report.md").write_text(
-            report_markdown(metrics, cats, scored, failures, thresholds, f"{answerer}, corpus {name}"),
+            report_markdown(metrics, cats, scored, failures, thresholds, f"{answerer}, corpus {name}", skipped),
             encoding="utf-8")
         summary_lines.append(f"| {name} | {len(questions)} | {'FAIL' if failures else 'PASS'} | " + " | ".join(
             _fmt(metrics.get(k)) for k in ("answer_accuracy", "false_refusal_rate", "refusal_recall",
                                             "citation_validity", "latency_p50_ms")) + " |")
         sys.stdout.write(
             f"== corpus {name}\n" + "\n".join(f"{k:>24}: {_fmt(v)}" for k, v in metrics.items())
-            + f"\nreport: {where / 'report.md'}\n"
-            + ("gate: PASS\n" if not failures else "gate: FAIL\n  " + "\n  ".join(failures) + "\n")
+            + f"\nreport: {where / 'report.md'}\n" + gate_line(failures, skipped, len(questions))
         )
     if not args.corpus and not args.limit:
         conv_failures = conversations_cli(out, config)

@@ -515,10 +515,10 @@ class Index:
                 try:
                     docs.append(ingest.load(path, docs_dir, self.settings.max_file_bytes))
                 except DocumentsError as exc:
-                    log.warning("%s", exc)
+                    log.info("%s", exc)  # in the report: the caller says it once
                     report.skipped.append(str(exc))
             if not docs:  # an emptied folder empties the index: deleted articles are never cited again
-                log.warning("no readable .txt/.md articles in %s: the index will hold none", docs_dir)
+                log.info("no readable .txt/.md articles in %s: the index will hold none", docs_dir)
             stored = self.stored()
             self._dirty = False
             # Sources we could not read this time keep their previous chunks: nothing is lost.
@@ -725,7 +725,7 @@ def rebuild(settings: Settings, embedder: OnnxEmbedder, docs_dir: Path) -> SyncR
             shutil.rmtree(gen, ignore_errors=True)
             raise
         _set_current(root, gen)
-        log.warning("rebuilt the index in %s", gen)
+        log.info("rebuilt the index in %s", gen)
         if old_gen is not None:
             _forget_client(old_gen)
             _drop_generation(root, old_gen)

@@ -23,6 +23,13 @@ from .text import count_tokens, date_of, encoding, split_sentences, title_of, vi
 log = logging.getLogger(__name__)
 
 SUFFIXES = {".txt", ".md", ".markdown"}
+_READ = "only .txt, .md, .markdown are read"
+#: What to do with a file of another type that holds an article: a document can be saved as text, plain text
+#: under another extension renamed; an image or an archive gets no advice.
+_ADVICE = {**dict.fromkeys((".pdf", ".doc", ".docx", ".odt", ".rtf", ".html", ".htm", ".xhtml", ".epub", ".pages",
+                            ".wpd", ".eml", ".mht"), " (save it as text to include it)"),
+           **dict.fromkeys((".text", ".rst", ".org", ".adoc", ".asciidoc", ".mdx", ".mkd", ".mdown", ".markdn"),
+                           " (it is plain text: rename it to .txt or .md to include it)")}
 _BOMS = (  # longest first: the UTF-32-LE mark starts with the UTF-16-LE one
     (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
     (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
@@ -130,10 +137,8 @@ def discover(docs_dir: Path, follow_external_links: bool = False) -> Found:
                     found.skipped.append(f"{shown}: skipped, hidden file (rename it without the leading dot)")
                 continue
             if suffix not in SUFFIXES:
-                found.skipped.append(
-                    f"{shown}: skipped, {suffix or 'no extension'} is not an article type "
-                    f"(only {', '.join(sorted(SUFFIXES))}; save it as text to include it)"
-                )
+                why = f"{suffix} is not an article type; {_READ}" if suffix else f"no extension; {_READ}"
+                found.skipped.append(f"{shown}: skipped, {why}{_ADVICE.get(suffix, '')}")
                 continue
             if not _name_ok(name):
                 found.skipped.append(

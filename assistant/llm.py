@@ -18,7 +18,7 @@ from .citations import QUOTED, REFUSED, CitedAnswer, Source, complete_prefix, sp
 from .errors import ConfigError, LLMError
 from .schema import Answer, RetrievedContext
 from .settings import PROMPTS_DIR, Settings
-from .text import is_broad, kind_match
+from .text import is_broad, kind_match, plural
 
 log = logging.getLogger(__name__)
 _MARKER = re.compile(r"\[\d+\]")
@@ -145,17 +145,17 @@ class LLMClient:
         import openai
 
         s = self.settings
-        tries = s.llm_max_retries + 1
+        tries = plural(s.llm_max_retries + 1, "try", "tries")
         if isinstance(exc, openai.APITimeoutError):
-            msg = (f"The LLM at {self.where} did not answer within {s.llm_timeout:g}s ({tries} tries). "
+            msg = (f"The LLM at {self.where} did not answer within {s.llm_timeout:g}s ({tries}). "
                    "Raise ASSISTANT_LLM_TIMEOUT, use a smaller model, or answer offline.")
         elif isinstance(exc, openai.APIConnectionError):
-            msg = (f"Cannot connect to the LLM at {self.where} ({tries} tries). Is the server running? "
+            msg = (f"Cannot connect to the LLM at {self.where} ({tries}). Is the server running? "
                    "Start it, fix ASSISTANT_LLM_BASE_URL, or answer offline (--answerer offline).")
         elif isinstance(exc, openai.AuthenticationError):
             msg = f"The LLM at {self.where} rejected the API key. Check OPENAI_API_KEY / ASSISTANT_LLM_API_KEY."
         elif isinstance(exc, openai.RateLimitError):
-            msg = f"The LLM at {self.where} is rate-limiting us (HTTP 429) after {tries} tries. Wait and retry."
+            msg = f"The LLM at {self.where} is rate-limiting us (HTTP 429) after {tries}. Wait and retry."
         elif isinstance(exc, openai.NotFoundError):
             url = (s.llm_base_url or "").rstrip("/")
             if url and not re.search(r"/v\d+$", url) and "model" not in str(exc).lower():
@@ -171,7 +171,7 @@ class LLMClient:
             msg = (f"The LLM at {self.where} rejected the request (HTTP {exc.status_code}: "
                    f"{_short(exc.message)}). Check ASSISTANT_LLM_MODEL and ASSISTANT_LLM_BASE_URL.")
         elif isinstance(exc, openai.APIStatusError):
-            msg = f"The LLM at {self.where} failed with HTTP {exc.status_code} after {tries} tries. Retry later."
+            msg = f"The LLM at {self.where} failed with HTTP {exc.status_code} after {tries}. Retry later."
         elif isinstance(exc, _NotOpenAI):
             msg = str(exc)
         else:

@@ -86,11 +86,13 @@ class SyncReport(BaseModel):
     seconds: float = 0.0
 
     def summary(self) -> str:
+        from .text import plural
+
         return (
-            f"{self.files_total} articles, {self.chunks_total} chunks: "
+            f"{plural(self.files_total, 'article')}, {plural(self.chunks_total, 'chunk')}: "
             f"{self.added} added, {self.updated} updated, {self.renamed} renamed, "
             f"{self.removed} removed, {self.unchanged} unchanged; "
-            f"{self.chunks_embedded} chunks embedded, {self.chunks_reused} reused; "
-            f"{self.sentences_embedded} sentences embedded, {self.sentences_reused} reused "
+            f"{plural(self.chunks_embedded, 'chunk')} embedded, {self.chunks_reused} reused; "
+            f"{plural(self.sentences_embedded, 'sentence')} embedded, {self.sentences_reused} reused "
             f"({self.seconds:.2f}s)"
         )

@@ -52,6 +52,11 @@ def visible(text: str) -> str:
     return _HIDDEN.sub("", text) if _HIDDEN.search(text) else text
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """A count with its noun in the right number: "1 article", "2 articles", "1 try", "3 tries"."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
 # --- sentences --------------------------------------------------------------------------------------
 # A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace, or at a
 # CJK full stop / exclamation / question mark, which needs no space after it.

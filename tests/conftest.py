@@ -12,6 +12,22 @@ REPO = Path(__file__).resolve().parent.parent
 SEEDS = REPO / "seeds"
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A test that fails while a server it relies on is dead says so: how the server ended (e.g. killed by
+    SIGSEGV) and the end of its log, in the summary line and in a section of the report."""
+    from .helpers import Server
+
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    dead = Server.dead() if report.failed else []
+    if dead:
+        report.sections.append(("servers that died", "\n\n".join(s.death() or "" for s in dead)))
+        crash = getattr(report.longrepr, "reprcrash", None)
+        if crash is not None:  # the summary line: "FAILED test - [the llama.cpp server killed by ...] LLMError: ..."
+            crash.message = f"[{'; '.join(s.ended() for s in dead)}] {crash.message}"
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's ASSISTANT_* / OPENAI_* variables or cache folder."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import ClassVar
 
 
 def free_port() -> int:
@@ -19,18 +21,92 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def how_it_ended(returncode: int) -> str:
+    """A process's exit status in words: "killed by SIGSEGV (exit -11)", "exited with status 3"."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name} (exit {returncode})"
+    return f"exited with status {returncode}"
+
+
+def log_tail(log: Path, chars: int = 2000) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError as exc:
+        return f"(no log: {exc})"
+    return ("…" + text[-chars:]) if len(text) > chars else (text or "(the log is empty)")
+
+
+class ServerDied(RuntimeError):
+    """A server a test started is gone: how it ended and the end of its log."""
+
+
+class Server(subprocess.Popen[bytes]):
+    """A server process a test started, with its log. check() raises ServerDied when it has ended without being
+    stopped; the pytest hook in conftest.py adds that to the report of any test that fails meanwhile (a test
+    that fails with "Cannot connect" then also says the server was killed by SIGSEGV, and its last log lines)."""
+
+    running: ClassVar[list[Server]] = []  # started and not stopped
+
+    def __init__(self, name: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.name, self.log, self.stopped = name, log, False
+        with log.open("wb") as out:
+            super().__init__(args, stdout=out, stderr=subprocess.STDOUT, env=env)
+        Server.running.append(self)
+
+    def death(self, when: str = "") -> str | None:
+        """Why the server is gone, with its log's tail; None while it runs or after stop()."""
+        if self.stopped or self.poll() is None:
+            return None
+        return (f"the {self.name} server (pid {self.pid}) {how_it_ended(self.returncode)}{when}; the end of its "
+                f"log {self.log}:\n{log_tail(self.log)}")
+
+    def check(self, when: str = "") -> None:
+        why = self.death(when)
+        if why:
+            raise ServerDied(why)
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self in Server.running:
+            Server.running.remove(self)
+        if self.poll() is None:
+            self.terminate()
+            try:
+                self.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                self.wait(5)
+
+    @classmethod
+    def dead(cls) -> list[Server]:
+        """Every started server that ended without being stopped."""
+        return [s for s in cls.running if s.death()]
+
+    def ended(self) -> str:
+        """"the llama.cpp server killed by SIGSEGV (exit -11)" (once it has ended)."""
+        return f"the {self.name} server {how_it_ended(self.returncode)}"
+
+
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
+            why = (proc.death(" while starting") if isinstance(proc, Server)
+                   else f"the server {how_it_ended(proc.returncode)} while starting; the end of its log {log}:\n"
+                   f"{log_tail(log)}")
+            stop(proc)  # said here: not again after every later test
+            raise ServerDied(why)
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
         except Exception:
             time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"server at {url} did not come up in {timeout}s: {log.read_text(errors='replace')[-2000:]}")
+    stop(proc)
+    raise RuntimeError(f"server at {url} did not come up in {timeout}s; the end of its log {log}:\n{log_tail(log)}")
 
 
 def chroma_binary() -> str:
@@ -38,18 +114,19 @@ def chroma_binary() -> str:
     return str(exe) if exe.exists() else (shutil.which("chroma") or "chroma")
 
 
-def start_chroma(path: Path, port: int) -> tuple[subprocess.Popen[bytes], Path]:
+def start_chroma(path: Path, port: int) -> tuple[Server, Path]:
     log = path.parent / f"chroma-{port}.log"
     env = dict(os.environ, ANONYMIZED_TELEMETRY="False")
-    proc = subprocess.Popen(
-        [chroma_binary(), "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(path)],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env,
-    )
+    proc = Server("chroma", [chroma_binary(), "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(path)],
+                  log, env)
     wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc, 60, log)
     return proc, log
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
+    if isinstance(proc, Server):
+        proc.stop()
+        return
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -67,13 +144,11 @@ def smollm2_gguf() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def start_llama_server(port: int, log: Path) -> subprocess.Popen[bytes]:
+def start_llama_server(port: int, log: Path) -> Server:
     """The real llama.cpp OpenAI-compatible server serving SmolLM2-135M-Instruct on loopback."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2", "--n_threads", "2"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )
+    proc = Server("llama.cpp", [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--host",
+                                "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2",
+                                "--n_threads", "2"], log)
     wait_http(f"http://127.0.0.1:{port}/v1/models", proc, 120, log)
     return proc
 

@@ -155,3 +155,28 @@ def test_conversation_set_scores_rewriting_and_its_gate_can_fail(tmp_path: Path,
     monkeypatch.setattr(followup, "needs_rewrite", lambda q: True)  # the old habit: rewrite everything
     failures = conversations_cli(tmp_path, load_config())
     assert any("rewrite_precision" in f for f in failures)
+
+
+def test_a_subset_says_what_it_cannot_measure_and_exits_as_it_prints(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seeded: Assistant, capsys: pytest.CaptureFixture[str]) -> None:
+    """`assistant eval --limit 5`: the first five questions are all answerable, so refusal recall is not measured;
+    that is said, it is no FAIL, and the exit status is the gate that was printed."""
+    monkeypatch.setattr(ev, "_assistant", lambda *a, **kw: seeded)
+    args = SimpleNamespace(answerer="offline", docs=None, index=str(tmp_path / "index"), questions=None,
+                           limit=5, out=str(tmp_path / "out"), corpus="seeds", fit=False)
+    rc = ev.run_cli(args)
+    out = capsys.readouterr().out
+    res = json.loads((tmp_path / "out" / "seeds" / "results.json").read_text())
+    assert "gate: PASS" in out and "FAIL" not in out and rc == 0, out
+    assert "not measured (none of these 5 questions tests it): refusal_recall" in out
+    assert "refusal_recall" in res["not_measured"] and res["failures"] == []
+    assert "not measured on this subset: refusal_recall" in (tmp_path / "out" / "seeds" / "report.md").read_text()
+
+    import assistant.answer as core
+
+    real = core.compose
+    monkeypatch.setattr(core, "compose",  # always abstains: a real failure on the subset still fails
+                        lambda q, evidence, t, m=None, scored=None: real(q, evidence, 2.0, m, scored))
+    rc = ev.run_cli(args)
+    out = capsys.readouterr().out
+    assert rc == 1 and "gate: FAIL" in out and "answer_accuracy = 0.000 is under the minimum" in out
