@@ -19,6 +19,7 @@ import textwrap
 from typing import Any
 
 from .errors import AssistantError
+from .redact import redact
 from .text import visible
 
 
@@ -51,7 +52,7 @@ def _print_answer(answer: Any) -> None:
     _out(answer.text)
     if answer.notes:
         for note in answer.notes:
-            _out(f"note: {note}")
+            _out(f"note: {redact(note)}")
     if answer.citations:
         _out()
         _out("Sources:")
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 141
     except AssistantError as exc:
-        sys.stderr.write(safe(f"Error: {exc}") + "\n")
+        sys.stderr.write(safe(redact(f"Error: {exc}")) + "\n")
         return 1
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")
@@ -221,10 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the user never sees a traceback; -v shows it
         if args.verbose:
             raise
-        sys.stderr.write(safe(
+        sys.stderr.write(safe(redact(
             f"Unexpected error: {type(exc).__name__}: {exc}\n"
             "This is a bug in assistant, not a problem with your articles or index. Run again with -v for the "
-            "details and report them.") + "\n")
+            "details and report them.")) + "\n")
         return 2
 
 

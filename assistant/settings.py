@@ -195,14 +195,17 @@ class Settings(BaseSettings):
         if self.llm_base_url:
             from urllib.parse import urlsplit
 
+            from .redact import redact, redact_url
+
+            shown = redact_url(self.llm_base_url)  # errors are printed: never its password or key
             try:
                 parts = urlsplit(self.llm_base_url)
                 parts.port  # noqa: B018  (raises on a bad port)
             except ValueError as exc:
-                raise ValueError(f"llm_base_url {self.llm_base_url!r} is not a valid URL ({exc}); "
+                raise ValueError(f"llm_base_url {shown!r} is not a valid URL ({redact(str(exc), self.llm_base_url)}); "
                                  "use e.g. http://127.0.0.1:8080/v1") from None
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"llm_base_url {self.llm_base_url!r} is not an http(s) URL with a host; "
+                raise ValueError(f"llm_base_url {shown!r} is not an http(s) URL with a host; "
                                  "use e.g. http://127.0.0.1:8080/v1")
         return self
 
@@ -266,4 +269,7 @@ def describe_errors(exc: Any, overrides: dict[str, Any]) -> str:
         else:
             where = field
         lines.append(f"{where} is not valid: {msg}. Fix or unset it.")
-    return " ".join(lines) or str(exc)
+    from .redact import redact
+
+    urls = [v for v in (*overrides.values(), *os.environ.values()) if isinstance(v, str) and "://" in v]
+    return redact(" ".join(lines) or str(exc), *urls)  # a URL's password or key is never printed
