@@ -158,6 +158,23 @@ class Settings(BaseSettings):
     auth_username: str | None = Field(None, description="Username for the page (needed off loopback).")
     auth_password: str | None = Field(None, description="Password for the page.")
     max_upload_bytes: int = Field(2_000_000, ge=1, description="Largest article upload accepted.")
+    max_upload_files: int = Field(
+        20, ge=1, description="Most articles one upload on the page may add; the others are refused with a message."
+    )
+    max_upload_total_bytes: int = Field(
+        10_000_000, ge=1, description="Most bytes one upload on the page may add (all its files together)."
+    )
+    max_uploads_per_minute: int = Field(
+        60, ge=1, description="Most articles the page accepts in a minute, from all visitors together (each one "
+        "means a sync); beyond it visitors are asked to try again in a minute."
+    )
+    page_concurrency: int = Field(
+        4, ge=1, le=64, description="Questions the page answers at the same time; others wait in its queue."
+    )
+    page_queue_size: int = Field(
+        100, ge=1, description="Most requests waiting in the page's queue; beyond it a visitor is told the page is "
+        "busy and to try again."
+    )
 
     @model_validator(mode="before")
     @classmethod
