@@ -18,6 +18,7 @@ from .followup import needs_rewrite, standalone
 from .index import CollectionGone, Index
 from .index import rebuild as rebuild_index
 from .llm import LLMAnswerer, LLMClient, load_prompt
+from .redact import redact_url
 from .retrieve import Corpus, HybridRetriever, open_corpus
 from .schema import Answer, RetrievedContext, SyncReport
 from .settings import Settings
@@ -226,7 +227,8 @@ class Assistant:
 
     def describe_answerer(self) -> str:
         if self.settings.use_llm():
-            return f"LLM {self.settings.llm_model} at {self.settings.llm_base_url or 'OpenAI'}"
+            url = self.settings.llm_base_url
+            return f"LLM {self.settings.llm_model} at {redact_url(url) if url else 'OpenAI'}"  # no password or key
         return "offline (no LLM)"
 
     def _retrieve(self, question: str) -> tuple[str, str, Evidence, dict[str, float], Changes]:

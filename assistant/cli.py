@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import AssistantError, ConfigError, DocumentsError
+from .redact import redact
 from .text import plural, visible
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,9 @@ def _out(text: str = "") -> None:
 
 
 def _err(text: str) -> None:
+    """Everything the CLI says on stderr: no terminal escapes, no credentials (an LLM URL in an error)."""
     try:
-        sys.stderr.write(safe(text) + "\n")
+        sys.stderr.write(safe(redact(text)) + "\n")
         sys.stderr.flush()
     except (OSError, ValueError):
         pass  # nowhere left to say it
@@ -179,7 +181,7 @@ def _print_answer(answer: Any) -> None:
     _out(answer.text)
     if answer.notes:
         for note in answer.notes:
-            _out(f"note: {note}")
+            _out(f"note: {redact(note)}")
     if answer.citations:
         _out()
         _out("Sources:")

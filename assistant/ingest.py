@@ -192,10 +192,9 @@ def read_bytes(path: Path, source: str, max_bytes: int) -> bytes:
     return data
 
 
-def load(path: Path, docs_dir: Path, max_bytes: int) -> Document:
-    """Read and validate one article; raises DocumentsError with the reason it was skipped."""
-    source = path.relative_to(docs_dir).as_posix()
-    data = read_bytes(path, source, max_bytes)
+def article_text(data: bytes, source: str) -> str:
+    """An article's bytes as text, or DocumentsError saying why they are not an article (binary, not UTF-8 nor
+    UTF-16/32 with a byte-order mark, empty). The one check for both a sync and the page's uploads."""
     has_bom = any(data.startswith(bom) for bom, _ in _BOMS)
     if not has_bom and b"\x00" in data[:8192]:
         raise DocumentsError(f"{source}: skipped, looks like a binary file")
@@ -207,6 +206,14 @@ def load(path: Path, docs_dir: Path, max_bytes: int) -> Document:
         ) from None
     if not visible(text).strip():
         raise DocumentsError(f"{source}: skipped, the file is empty")
+    return text
+
+
+def load(path: Path, docs_dir: Path, max_bytes: int) -> Document:
+    """Read and validate one article; raises DocumentsError with the reason it was skipped."""
+    source = path.relative_to(docs_dir).as_posix()
+    data = read_bytes(path, source, max_bytes)
+    text = article_text(data, source)
     return Document(
         source=source,
         path=path,

@@ -16,6 +16,7 @@ from typing import Any
 from .answer import ABSTAIN_TEXT, Candidate, Evidence, OfflineAnswerer, Scored, score
 from .citations import QUOTED, REFUSED, CitedAnswer, Source, complete_prefix, split_answer_sentences
 from .errors import ConfigError, LLMError
+from .redact import redact, redact_url
 from .schema import Answer, RetrievedContext
 from .settings import PROMPTS_DIR, Settings
 from .text import is_broad, kind_match, plural
@@ -133,7 +134,7 @@ class LLMClient:
         from openai import OpenAI
 
         self.settings = settings
-        self.where = settings.llm_base_url or "OpenAI"
+        self.where = redact_url(settings.llm_base_url) if settings.llm_base_url else "OpenAI"  # shown, so no secrets
         self.client = OpenAI(
             base_url=settings.llm_base_url or None,
             api_key=key or "not-needed",
@@ -176,7 +177,7 @@ class LLMClient:
             msg = str(exc)
         else:
             msg = f"The LLM at {self.where} failed: {type(exc).__name__}: {exc}"
-        return LLMError(msg)
+        return LLMError(redact(msg, s.llm_key()))  # the URL's password or key never reaches a note or the page
 
     def complete(self, messages: list[dict[str, str]], max_tokens: int | None = None) -> str:
         try:

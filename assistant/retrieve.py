@@ -358,7 +358,10 @@ class HybridRetriever:
         if vec is None:
             vec = self.embedder.embed_one(query)
             if len(self._vectors) >= 64:
-                self._vectors.pop(next(iter(self._vectors)))
+                try:  # the page answers in several threads: another one may drop the same entry first
+                    self._vectors.pop(next(iter(self._vectors)), None)
+                except (StopIteration, RuntimeError):
+                    pass
             self._vectors[query] = vec
         return vec
 

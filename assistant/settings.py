@@ -158,6 +158,23 @@ class Settings(BaseSettings):
     auth_username: str | None = Field(None, description="Username for the page (needed off loopback).")
     auth_password: str | None = Field(None, description="Password for the page.")
     max_upload_bytes: int = Field(2_000_000, ge=1, description="Largest article upload accepted.")
+    max_upload_files: int = Field(
+        20, ge=1, description="Most articles one upload on the page may add; the others are refused with a message."
+    )
+    max_upload_total_bytes: int = Field(
+        10_000_000, ge=1, description="Most bytes one upload on the page may add (all its files together)."
+    )
+    max_uploads_per_minute: int = Field(
+        60, ge=1, description="Most articles the page accepts in a minute, from all visitors together (each one "
+        "means a sync); beyond it visitors are asked to try again in a minute."
+    )
+    page_concurrency: int = Field(
+        4, ge=1, le=64, description="Questions the page answers at the same time; others wait in its queue."
+    )
+    page_queue_size: int = Field(
+        100, ge=1, description="Most requests waiting in the page's queue; beyond it a visitor is told the page is "
+        "busy and to try again."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -195,14 +212,17 @@ class Settings(BaseSettings):
         if self.llm_base_url:
             from urllib.parse import urlsplit
 
+            from .redact import redact, redact_url
+
+            shown = redact_url(self.llm_base_url)  # errors are printed: never its password or key
             try:
                 parts = urlsplit(self.llm_base_url)
                 parts.port  # noqa: B018  (raises on a bad port)
             except ValueError as exc:
-                raise ValueError(f"llm_base_url {self.llm_base_url!r} is not a valid URL ({exc}); "
+                raise ValueError(f"llm_base_url {shown!r} is not a valid URL ({redact(str(exc), self.llm_base_url)}); "
                                  "use e.g. http://127.0.0.1:8080/v1") from None
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"llm_base_url {self.llm_base_url!r} is not an http(s) URL with a host; "
+                raise ValueError(f"llm_base_url {shown!r} is not an http(s) URL with a host; "
                                  "use e.g. http://127.0.0.1:8080/v1")
         return self
 
@@ -266,4 +286,7 @@ def describe_errors(exc: Any, overrides: dict[str, Any]) -> str:
         else:
             where = field
         lines.append(f"{where} is not valid: {msg}. Fix or unset it.")
-    return " ".join(lines) or str(exc)
+    from .redact import redact
+
+    urls = [v for v in (*overrides.values(), *os.environ.values()) if isinstance(v, str) and "://" in v]
+    return redact(" ".join(lines) or str(exc), *urls)  # a URL's password or key is never printed

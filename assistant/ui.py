@@ -6,19 +6,25 @@ opens the whole article with the quoted span highlighted and scrolled into view.
 
 from __future__ import annotations
 
+import collections
 import html
 import ipaddress
 import logging
+import os
 import re
+import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
 from .assistant import Assistant
 from .errors import AssistantError, ConfigError, DocumentsError
+from .ingest import article_text, read_bytes
+from .redact import redact
 from .schema import Answer
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +183,8 @@ def is_loopback(host: str) -> bool:
 
 
 def save_upload(kb: Assistant, src: Path, original_name: str) -> str:
-    """Copy an uploaded article into the documents folder under a safe, non-clobbering name."""
+    """Copy an uploaded article into the documents folder under a safe, non-clobbering name. What a sync would
+    skip (binary, not UTF-8 nor UTF-16/32 with a byte-order mark, empty) is refused before it is saved."""
     docs = Path(kb.settings.docs_dir)
     name = safe_name(original_name)
     if Path(name).suffix not in (".txt", ".md"):
@@ -185,11 +192,11 @@ def save_upload(kb: Assistant, src: Path, original_name: str) -> str:
     size = src.stat().st_size
     if size > kb.settings.max_upload_bytes:
         raise DocumentsError(f"{name}: {size:,} bytes is over the {kb.settings.max_upload_bytes:,}-byte limit")
-    data = src.read_bytes()
+    data = read_bytes(src, name, kb.settings.max_upload_bytes)  # a regular file, never more than the limit
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise DocumentsError(f"{name}: not UTF-8 text; re-save it as UTF-8") from None
+        article_text(data, name)  # the sync's own check
+    except DocumentsError as exc:  # "x.md: skipped, looks like a binary file": here it is not added at all
+        raise DocumentsError(str(exc).replace(": skipped, ", ": ", 1)) from None
     target = docs / name
     i = 1
     while target.exists() and target.read_bytes() != data:  # never overwrite a different article
@@ -199,6 +206,65 @@ def save_upload(kb: Assistant, src: Path, original_name: str) -> str:
         raise DocumentsError(f"{name}: refusing to write outside the documents folder")
     target.write_bytes(data)
     return target.name
+
+
+def uploaded_file(path: str | Path, uploaded: Collection[str], upload_dir: str | Path) -> Path:
+    """The file of one upload, only if the browser sent its bytes: one of the files Gradio's upload route
+    received, inside its upload folder. A request that names any other path (a file of the server, another
+    visitor's upload) is refused, whatever Gradio itself checks."""
+    p = Path(path)
+    real = p.resolve()
+    ours = str(p) in uploaded or str(real) in {str(Path(u).resolve()) for u in list(uploaded)}
+    if not ours or not real.is_relative_to(Path(upload_dir).resolve()) or not real.is_file():
+        raise DocumentsError(f"{safe_name(p.name)}: not added, it was not uploaded from this page; "
+                             "choose the file with the page's upload box")
+    return real
+
+
+def discard_upload(path: str | Path, uploaded: set[str], upload_dir: str | Path) -> None:
+    """Delete an upload's temporary copy (and its folder, when empty) once it is saved or refused; nothing
+    outside Gradio's upload folder is ever touched."""
+    p = Path(path)
+    root = Path(upload_dir).resolve()
+    real = p.resolve()
+    uploaded.discard(str(p))
+    uploaded.discard(str(real))
+    if real == root or not real.is_relative_to(root):
+        return
+    try:
+        real.unlink(missing_ok=True)
+        if real.parent != root:
+            real.parent.rmdir()  # Gradio keeps each upload in a folder named after its hash
+    except OSError:
+        pass  # not empty (another upload of the same bytes), or gone already
+
+
+class RateLimit:
+    """At most `limit` events in any `seconds`, across threads."""
+
+    def __init__(self, limit: int, seconds: float = 60.0) -> None:
+        self.limit, self.seconds = limit, seconds
+        self._times: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            while self._times and now - self._times[0] >= self.seconds:
+                self._times.popleft()
+            if len(self._times) >= self.limit:
+                return False
+            self._times.append(now)
+            return True
+
+
+def _upload_parts(f: Any) -> tuple[str, str]:
+    """(temporary path, the name the visitor's file had) of one uploaded file, as Gradio hands it over."""
+    if isinstance(f, dict):
+        path = str(f.get("path") or "")
+        return path, str(f.get("orig_name") or Path(path).name)
+    path = str(getattr(f, "path", None) or getattr(f, "name", None) or f)
+    return path, str(getattr(f, "orig_name", None) or Path(path).name)
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>:/=\"'])")
@@ -229,7 +295,7 @@ def render_answer(answer: Answer, index: int = 0) -> str:
         return f"**Not in the articles.** *{text}*"
     prefix = "**Sources disagree.** " if answer.conflict else ""
     asked = (f"\n\n*Interpreted as:* {as_text(answer.standalone_question)}" if answer.standalone_question else "")
-    notes = "".join(f"\n\n> **Note:** {as_text(n)}" for n in answer.notes)
+    notes = "".join(f"\n\n> **Note:** {as_text(redact(n))}" for n in answer.notes)
     return prefix + text + asked + notes + _sources_footer(answer)
 
 
@@ -295,16 +361,24 @@ def render_article(kb: Assistant, answer: Answer | None, choice: str | None) -> 
             f"</p><pre>{body}</pre></div>")
 
 
+def public_text(kb: Assistant, text: str) -> str:
+    """A message for visitors without credentials: no URL's password or key, no configured secret."""
+    s = kb.settings
+    return redact(text, s.llm_base_url, s.llm_key(), s.auth_password)
+
+
 def header(kb: Assistant) -> str:
     try:
         corpus = kb.corpus
         articles, chunks = len(corpus.sources), len(corpus.records)
     except AssistantError as exc:
-        return f"### assistant\nError: {as_text(str(exc))}"
+        return f"### assistant\nError: {as_text(public_text(kb, str(exc)))}"
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(kb.last_sync_at)) if kb.last_sync_at else "never"
     about = topics(corpus)
+    # the LLM's address as text (never a link a visitor could follow), without its password or key
     return (f"### assistant — cited answers from the articles\n"
-            f"**Answering:** {kb.describe_answerer()} · **Corpus:** {articles} articles, {chunks} chunks · "
+            f"**Answering:** {as_text(public_text(kb, kb.describe_answerer()))} · **Corpus:** {articles} articles, "
+            f"{chunks} chunks · "
             f"**Last sync:** {when}" + (f"\n\n**The articles are mostly about:** {as_text(', '.join(about))}"
                                         if about else ""))
 
@@ -350,7 +424,7 @@ def articles_table(kb: Assistant) -> str:
     try:
         corpus = kb.corpus
     except AssistantError as exc:
-        return f"<p>Error: {html.escape(str(exc))}</p>"
+        return f"<p>Error: {html.escape(public_text(kb, str(exc)))}</p>"
     if not corpus.sources:
         return "<p>No articles are indexed yet: add some below.</p>"
     rows = []
@@ -365,11 +439,36 @@ def articles_table(kb: Assistant) -> str:
             f"<th>date</th><th>size</th><th>file</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
-def build(kb: Assistant) -> Any:
+#: streamed text reaches the page at most this often (or every STREAM_PIECES pieces): every update is a message
+#: and a diff of the whole chat, which cost far more than an offline answer's milliseconds
+STREAM_SECONDS = 0.1
+STREAM_PIECES = 8
+
+
+def _gradio() -> Any:
+    """Gradio with its usage analytics off: it reads GRADIO_ANALYTICS_ENABLED when imported and when a Blocks is
+    made, and would otherwise report to Gradio's servers (and check its version there) from the operator's
+    machine."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     import gradio as gr
+
+    return gr
+
+
+def build(kb: Assistant) -> Any:
+    gr = _gradio()
+    settings: Settings = kb.settings
+    uploads_per_minute = RateLimit(settings.max_uploads_per_minute)
 
     def respond(message: str, history: list[dict[str, Any]], convo: list[dict[str, str]],
                 answers: list[dict[str, Any]]) -> Iterator[Any]:
+        """stream_answer's outputs, and the question taken emptied: it is being answered (see release)."""
+        for out in stream_answer(message, history, convo, answers):
+            yield (*out, "")
+
+    def stream_answer(message: str, history: list[dict[str, Any]], convo: list[dict[str, str]],
+                      answers: list[dict[str, Any]]) -> Iterator[Any]:
         """Stream one answer. Outputs: chat, conversation memory, answers so far, sources, picker, article."""
         history = list(history or [])
         convo = list(convo or [])
@@ -387,16 +486,19 @@ def build(kb: Assistant) -> Any:
         answer: Answer | None = None
         try:
             standalone = kb.rewrite(messages)
-            streamed = ""
+            streamed, unsent, last = "", 0, 0.0
             for piece in kb.stream(standalone):
                 if isinstance(piece, str):
                     streamed += piece
-                    history[-1] = {"role": "assistant", "content": as_text(streamed) + " ▌"}
-                    yield history, convo, answers, keep, keep, keep
+                    unsent += 1
+                    if unsent >= STREAM_PIECES or time.monotonic() - last >= STREAM_SECONDS:
+                        history[-1] = {"role": "assistant", "content": as_text(streamed) + " ▌"}
+                        unsent, last = 0, time.monotonic()
+                        yield history, convo, answers, keep, keep, keep
                 else:
                     answer = piece
         except AssistantError as exc:
-            history[-1] = {"role": "assistant", "content": f"Error: {as_text(str(exc))}"}
+            history[-1] = {"role": "assistant", "content": f"Error: {as_text(public_text(kb, str(exc)))}"}
             yield history, convo, answers, keep, keep, keep
             return
         except Exception as exc:  # never a traceback in the page
@@ -442,32 +544,56 @@ def build(kb: Assistant) -> Any:
         try:
             report = kb.sync()
         except AssistantError as exc:
-            return header(kb), _status(f"Error: {exc}"), articles_table(kb)
+            return header(kb), _status(public_text(kb, f"Error: {exc}")), articles_table(kb)
         skipped = "".join(f"\n- skipped: {s}" for s in report.skipped)
         return header(kb), _status(f"Synced: {report.summary()}{skipped}"), articles_table(kb)
 
     def upload(files: list[Any] | None) -> tuple[str, str, None, str]:
+        """Add the articles a visitor uploaded: only files the browser sent (see uploaded_file), within the
+        limits on count, total size and articles a minute; every temporary copy is deleted afterwards."""
         if not files:
             return header(kb), "No file chosen.", None, articles_table(kb)
-        saved, problems = [], []
-        for f in files:
-            src = Path(getattr(f, "name", f))
-            try:
-                saved.append(save_upload(kb, src, getattr(f, "orig_name", None) or src.name))
-            except AssistantError as exc:
-                problems.append(str(exc))
+        upload_dir = upload_box.GRADIO_CACHE
+        saved: list[str] = []
+        problems: list[str] = []
+        total = 0
+        try:
+            for n, f in enumerate(files):
+                path, name = _upload_parts(f)
+                try:
+                    if n >= settings.max_upload_files:
+                        raise DocumentsError(
+                            f"{safe_name(name)}: one upload adds at most {settings.max_upload_files} articles "
+                            "(ASSISTANT_MAX_UPLOAD_FILES); add it in another upload")
+                    src = uploaded_file(path, demo.upload_file_set, upload_dir)
+                    total += src.stat().st_size
+                    if total > settings.max_upload_total_bytes:
+                        raise DocumentsError(
+                            f"{safe_name(name)}: this upload is over {settings.max_upload_total_bytes:,} bytes in "
+                            "all (ASSISTANT_MAX_UPLOAD_TOTAL_BYTES); add it in another upload")
+                    if not uploads_per_minute.take():
+                        raise DocumentsError(
+                            f"{safe_name(name)}: the page accepts at most {settings.max_uploads_per_minute} "
+                            "articles a minute (ASSISTANT_MAX_UPLOADS_PER_MINUTE); try again in a minute")
+                    saved.append(save_upload(kb, src, name))
+                except AssistantError as exc:
+                    problems.append(str(exc))
+        finally:
+            for f in files:
+                discard_upload(_upload_parts(f)[0], demo.upload_file_set, upload_dir)
         msg = ""
         if saved:
             try:
                 report = kb.sync()
                 msg = f"Added {', '.join(saved)}. {report.summary()}"
             except AssistantError as exc:
-                msg = f"Error: Saved {', '.join(saved)} but the sync failed: {exc}"
+                msg = public_text(kb, f"Error: Saved {', '.join(saved)} but the sync failed: {exc}")
         if problems:
             msg += "".join(f"\n- Not added: {p}" for p in problems)
         return header(kb), _status(msg), None, articles_table(kb)
 
-    with gr.Blocks(title="assistant — cited answers") as demo:
+    # analytics off; Gradio deletes what its cache keeps (uploads never followed by an event among them)
+    with gr.Blocks(title="assistant — cited answers", analytics_enabled=False, delete_cache=(300, 900)) as demo:
         head_md = gr.Markdown(header(kb), elem_id="header")
         convo = gr.State([])
         answers = gr.State([])  # every answer of the conversation, so old citations keep working
@@ -490,8 +616,8 @@ def build(kb: Assistant) -> Any:
                     listing = gr.HTML(articles_table(kb), elem_id="articles")
                     with gr.Row():
                         sync_btn = gr.Button("Re-sync articles", elem_id="resync")
-                        files = gr.File(label="Add .txt / .md articles", file_count="multiple",
-                                        file_types=[".txt", ".md"], elem_id="upload")
+                        upload_box = gr.File(label="Add .txt / .md articles", file_count="multiple",
+                                             file_types=[".txt", ".md"], elem_id="upload")
                     status = gr.Markdown("", elem_id="status")
             with gr.Column(scale=2):
                 gr.Markdown("#### Sources")
@@ -506,23 +632,34 @@ def build(kb: Assistant) -> Any:
             return (message, "", gr.update(interactive=False), gr.update(visible=False),
                     gr.update(visible=True))
 
-        def release() -> tuple[Any, Any, Any, None]:
-            return gr.update(interactive=True), gr.update(visible=True), gr.update(visible=False), None
+        def release(question: str) -> tuple[Any, Any, Any, None]:
+            """Unlock the box. A question that was never answered (the page was too busy to queue it, or Stop
+            came first) goes back into it, to send again."""
+            unlocked = gr.update(interactive=True, value=question) if question else gr.update(interactive=True)
+            return unlocked, gr.update(visible=True), gr.update(visible=False), None
 
         answering = [chat, convo, answers, sources, picker, article]
         locks = [box, send, stop_btn]
         running = []
         for trigger in (box.submit, send.click):
             started = trigger(take, [box], [pending, box, *locks], queue=False)
-            streaming = started.then(respond, [pending, chat, convo, answers], answering)
-            streaming.then(release, None, [*locks, shown])
+            # answers share one limit, whichever way the question was sent; more wait in the queue
+            streaming = started.then(respond, [pending, chat, convo, answers], [*answering, pending],
+                                     concurrency_id="answer", concurrency_limit=settings.page_concurrency)
+            streaming.then(release, [pending], [*locks, shown], queue=False)
+            # when the queue is full Gradio refuses the answer ("This application is currently busy. Please try
+            # again."), which is a failure: .then does not run, this does (not queued, or it would be refused too)
+            streaming.failure(release, [pending], [*locks, shown], queue=False)
             running.append(streaming)
-        stop_btn.click(release, None, [*locks, shown], cancels=running, queue=False)
+        stop_btn.click(release, [pending], [*locks, shown], cancels=running, queue=False)
         picker.input(open_citation, [picker, answers, shown], [article]).then(None, None, None, js=SCROLL_JS)
         target_go.click(open_target, [target, answers], [sources, article, picker, shown]).then(
             None, None, None, js=SCROLL_JS)
-        sync_btn.click(resync, None, [head_md, status, listing])
-        files.upload(upload, [files], [head_md, status, files, listing])
+        # syncs take the index's lock one at a time anyway: they wait in the queue, not in the answers' threads
+        sync_btn.click(resync, None, [head_md, status, listing], concurrency_id="sync", concurrency_limit=1)
+        # not an API endpoint (only the page's own upload box uses it); the files as Gradio received them
+        upload_box.upload(upload, [upload_box], [head_md, status, upload_box, listing], concurrency_id="sync",
+                          concurrency_limit=1, api_visibility="private", preprocess=False)
         demo.load(lambda: (header(kb), articles_table(kb)), None, [head_md, listing])  # the corpus as it is now
 
         def clear() -> tuple[list[Any], list[Any], list[Any], str, Any, str, None]:
@@ -550,7 +687,10 @@ def serve(docs_dir: str | None = None, index_dir: str | None = None, host: str |
         )
     kb.sync()
     demo = build(kb)
-    demo.queue(default_concurrency_limit=4)
+    # beyond max_size Gradio refuses at once (HTTP 503; the page says "This application is currently busy. Please
+    # try again.") instead of letting every visitor wait behind everyone else
+    demo.queue(default_concurrency_limit=kb.settings.page_concurrency, max_size=kb.settings.page_queue_size)
     log.info("serving on http://%s:%s", host, port)
+    # share=False whatever GRADIO_SHARE says or a hosted notebook would choose: never a public link
     return demo.launch(server_name=host, server_port=port, auth=auth, css=CSS, head=HEAD, prevent_thread_lock=not block,
-                       max_file_size=kb.settings.max_upload_bytes, quiet=not block, show_error=False)
+                       max_file_size=kb.settings.max_upload_bytes, quiet=not block, show_error=False, share=False)
