@@ -241,7 +241,7 @@ def _with_caveat(c: Candidate) -> tuple[int, int, str]:
 
 def _label(c: Candidate) -> str:
     """How an answer names a source: its title and date, never a file name."""
-    title = " ".join(c.ctx.title.split()) or "an article"
+    title = text.display_text(c.ctx.title) or "an article"
     if len(title) > 70:
         title = title[:70].rsplit(" ", 1)[0] + "…"
     return f"“{title}”" + (f" ({c.ctx.date})" if c.ctx.date else "")
@@ -254,8 +254,10 @@ def _cite(chosen: list[Candidate], caveats: bool = True) -> tuple[list[Citation]
         start, end, quote = _with_caveat(c) if caveats else (c.start, c.end, c.text)
         citations.append(Citation(source=c.ctx.source, quote=quote, start=start, end=end, title=c.ctx.title,
                                   date=c.ctx.date, score=c.ctx.score))
-        # every sentence of the quote carries the marker (a kept caveat is a sentence of its own)
-        parts.append(" ".join(" ".join(f"{quote[s:e]} [{n}]" for s, e in text.split_sentences(quote)).split()))
+        # every sentence of the quote carries the marker (a kept caveat is a sentence of its own); the prose
+        # shows the quote without the article's own [n] markers and invisible characters (the quote keeps them)
+        shown = [text.display_text(quote[s:e]) for s, e in text.split_sentences(quote)]
+        parts.append(" ".join(f"{t} [{n}]" for t in shown if t))
     return citations, parts
 
 

@@ -74,9 +74,9 @@ class Assistant:
             docs_dir, settings = None, docs_dir
         values = dict(overrides)
         if docs_dir is not None:
-            values["docs_dir"] = Path(docs_dir)
+            values["docs_dir"] = docs_dir  # a str or Path; anything else is a ConfigError that says so
         if index_dir is not None:
-            values["index_dir"] = Path(index_dir)
+            values["index_dir"] = index_dir
         self.settings = Settings.load(settings, **values)
         self.embedder = OnnxEmbedder(
             self.settings.embed_model, self.settings.embed_batch_size, self.settings.embed_batch_tokens

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .schema import Citation, RetrievedContext, SentenceCheck
-from .text import numbers, split_sentences
+from .text import display_text, numbers, split_sentences
 from .verify import coverage, is_refusal, verify
 
 MAX_RANGE = 20
@@ -223,7 +223,9 @@ class CitedAnswer:
 
     def add(self, sentence: str, markers: list[int]) -> str | None:
         """Judge one reply sentence; the text to show (with renumbered markers), or None when dropped."""
-        sentence = _HEADER.sub("", sentence).strip()  # small models copy the article headers they were shown
+        # small models copy the article headers they were shown; an article's own [n] markers and invisible
+        # characters (a right-to-left override, NUL) are not shown in an answer
+        sentence = display_text(_HEADER.sub("", sentence))
         if not re.search(r"[^\W\d_]{2}", sentence):
             self.checks.append(SentenceCheck(text=sentence, model_markers=markers, supported=False,
                                              reason="not a sentence"))

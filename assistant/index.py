@@ -513,7 +513,8 @@ class Index:
             for path in found.paths:
                 present.add(path.relative_to(docs_dir).as_posix())
                 try:
-                    docs.append(ingest.load(path, docs_dir, self.settings.max_file_bytes))
+                    docs.append(ingest.load(path, docs_dir, self.settings.max_file_bytes,
+                                            self.settings.follow_external_links))
                 except DocumentsError as exc:
                     log.info("%s", exc)  # in the report: the caller says it once
                     report.skipped.append(str(exc))
@@ -522,9 +523,10 @@ class Index:
             stored = self.stored()
             self._dirty = False
             # Sources we could not read this time keep their previous chunks: nothing is lost.
-            gone = [s for s in stored.ids_by_source if s not in present]
+            gone = [s for s in stored.ids_by_source if s not in present and not found.unseen(s)]
             gone_shas = {sha for s in gone for sha in stored.ids_by_source[s]}
             pending: list[_Pending] = []
+            refused = 0
             for doc in docs:
                 if stored.complete(doc.source, doc.sha256):
                     report.unchanged += 1
@@ -534,7 +536,13 @@ class Index:
                 for ids in old_versions.values():
                     reuse_ids.extend(ids)
                 reuse_ids = list(dict.fromkeys(reuse_ids))  # a sync killed half way leaves both lists overlapping
-                item = self._prepare(doc, reuse_ids, [cid for ids in old_versions.values() for cid in ids])
+                try:
+                    item = self._prepare(doc, reuse_ids, [cid for ids in old_versions.values() for cid in ids])
+                except DocumentsError as exc:  # too many sentences: named and skipped, its old chunks kept
+                    log.warning("%s", exc)
+                    report.skipped.append(str(exc))
+                    refused += 1
+                    continue
                 report.chunks_embedded += len(item.missing)
                 report.chunks_reused += len(item.chunks) - len(item.missing)
                 report.sentences_embedded += len(item.s_missing)
@@ -559,7 +567,7 @@ class Index:
                 self.collection.delete(ids=[cid for ids in versions.values() for cid in ids])
                 if not set(versions) & on_disk_shas:  # else it was renamed, counted above
                     report.removed += 1
-            report.files_total = len(docs)
+            report.files_total = len(docs) - refused
             report.chunks_total = self.count()
             meta = self._metadata()
             revision = meta.get("revision", "")
@@ -572,7 +580,8 @@ class Index:
 
     def _prepare(self, doc: ingest.Document, reuse_ids: list[str], old_ids: list[str]) -> _Pending:
         """Chunk one article and find the stored vectors its chunk texts can reuse."""
-        chunks = ingest.chunk(doc, self.settings.chunk_tokens, self.settings.chunk_overlap_tokens)
+        chunks = ingest.chunk(doc, self.settings.chunk_tokens, self.settings.chunk_overlap_tokens,
+                              self.settings.max_article_sentences)
         vectors = self._reusable_vectors(reuse_ids) if reuse_ids else {}
         shas = [_text_sha(c.text) for c in chunks]
         missing = _first_missing(shas, vectors)  # a text repeated in the article is embedded once

@@ -9,16 +9,18 @@ decoded by it.
 from __future__ import annotations
 
 import codecs
+import errno
 import hashlib
 import logging
 import os
 import re
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DocumentsError
-from .text import count_tokens, date_of, encoding, split_sentences, title_of, visible
+from .text import TooManySentences, count_tokens, date_of, encoding, split_sentences, title_of, visible
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,12 @@ class Found:
 
     paths: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: folders (relative, POSIX) that could not be listed: what was indexed from them is kept, not removed
+    unlisted: list[str] = field(default_factory=list)
+
+    def unseen(self, source: str) -> bool:
+        """True when source lies in a folder that could not be listed (so it may well still exist)."""
+        return any(source.startswith(folder + "/") for folder in self.unlisted)
 
 
 def decode(data: bytes) -> str:
@@ -95,9 +103,18 @@ def _name_ok(name: str) -> bool:
 
 
 def _shown(path: Path, docs_dir: Path) -> str:
-    """A path relative to the folder, printable even when its name is not valid UTF-8."""
-    rel = os.fsencode(path.relative_to(docs_dir))
-    return rel.decode("utf-8", errors="backslashreplace")
+    """A path relative to the folder, printable even when its name is not valid UTF-8; a very long one
+    (hundreds of folders deep) keeps its start and end."""
+    rel = os.fsencode(path.relative_to(docs_dir)).decode("utf-8", errors="backslashreplace")
+    return shorten(rel)
+
+
+def shorten(name: str, limit: int = 240) -> str:
+    """A name for a message: as it is, or its start and end with the length between (a path 400 folders
+    deep is still named, not pasted whole)."""
+    if len(name) <= limit:
+        return name
+    return f"{name[: limit // 2]}…{name[-(limit // 2):]} ({len(name):,} characters)"
 
 
 def discover(docs_dir: Path, follow_external_links: bool = False) -> Found:
@@ -105,30 +122,64 @@ def discover(docs_dir: Path, follow_external_links: bool = False) -> Found:
     hidden entries, other file types, linked folders, links that leave the folder (unless allowed), names
     that are not valid UTF-8."""
     docs_dir = Path(docs_dir)
-    if not docs_dir.exists():
+    shown_dir = shorten(str(docs_dir))
+    try:
+        mode = os.stat(docs_dir).st_mode
+    except FileNotFoundError:
         raise DocumentsError(
-            f"Documents folder {str(docs_dir)!r} does not exist. "
+            f"Documents folder {shown_dir!r} does not exist. "
             "Create it and put .txt or .md articles in it, or set ASSISTANT_DOCS_DIR."
-        )
-    if not docs_dir.is_dir():
-        raise DocumentsError(f"{str(docs_dir)!r} is a file, not a folder of articles.")
+        ) from None
+    except OSError as exc:  # a path too long, a folder not searchable, a loop of links
+        raise DocumentsError(
+            f"The documents folder {shown_dir!r} cannot be used ({exc.strerror or exc}). "
+            "Check the path given in ASSISTANT_DOCS_DIR (or --docs)."
+        ) from None
+    if not stat.S_ISDIR(mode):
+        raise DocumentsError(f"{shown_dir!r} is a file, not a folder of articles.")
     root_real = docs_dir.resolve()
     found = Found()
-    for root, dirs, files in os.walk(docs_dir, followlinks=False):
-        here = Path(root)
+
+    # Depth first, in name order, like os.walk(topdown=True), but without recursion (a folder 2,000 deep must
+    # not end the sync with a RecursionError) and with every folder that cannot be listed named.
+    stack = [docs_dir]
+    while stack:
+        here = stack.pop()
+        try:
+            with os.scandir(here) as it:
+                entries = list(it)
+        except OSError as exc:  # a path over the system's limit (ENAMETOOLONG), no permission, ...
+            if here == docs_dir:  # syncing it as empty would remove every article
+                raise DocumentsError(
+                    f"Cannot list the documents folder {shown_dir!r} ({exc.strerror or exc}); nothing was "
+                    "changed. Give yourself read access to it, or set ASSISTANT_DOCS_DIR to another folder."
+                ) from None
+            found.skipped.append(f"{_shown(here, docs_dir)}/: skipped, cannot list this folder "
+                                 f"({exc.strerror or exc}); what was indexed from it is kept")
+            found.unlisted.append(here.relative_to(docs_dir).as_posix())
+            continue
+        dirs: list[os.DirEntry[str]] = []
+        files: list[os.DirEntry[str]] = []
+        for entry in entries:
+            try:
+                (dirs if entry.is_dir() else files).append(entry)
+            except OSError:
+                files.append(entry)
         keep = []
-        for d in sorted(dirs):
+        for entry in sorted(dirs, key=lambda e: e.name):
+            d = entry.name
             shown = _shown(here / d, docs_dir)
             if d.startswith("."):
                 found.skipped.append(f"{shown}/: skipped, hidden folder (rename it without the leading dot)")
             elif not _name_ok(d):
                 found.skipped.append(f"{shown}/: skipped, the folder name is not valid UTF-8; rename it")
-            elif (here / d).is_symlink():
+            elif _is_link(entry):
                 found.skipped.append(f"{shown}/: skipped, linked folders are not followed")
             else:
-                keep.append(d)
-        dirs[:] = keep
-        for name in sorted(files):
+                keep.append(here / d)
+        stack.extend(reversed(keep))
+        for entry in sorted(files, key=lambda e: e.name):
+            name = entry.name
             path = here / name
             shown = _shown(path, docs_dir)
             suffix = Path(name).suffix.lower()
@@ -145,14 +196,14 @@ def discover(docs_dir: Path, follow_external_links: bool = False) -> Found:
                     f"{shown}: skipped, the file name is not valid UTF-8; rename it (e.g. convmv -f latin1 -t utf8)"
                 )
                 continue
-            if path.is_symlink() and not follow_external_links:
+            if _is_link(entry) and not follow_external_links:
                 try:
                     target = path.resolve(strict=True)
                 except (OSError, RuntimeError):
-                    target = None  # dangling or a loop: load() says why
+                    target = None  # dangling or a loop (or a path over the system's limit): load() says why
                 if target is not None and not target.is_relative_to(root_real):
                     found.skipped.append(
-                        f"{shown}: skipped, a link to {target} outside the documents folder "
+                        f"{shown}: skipped, a link to {shorten(str(target))} outside the documents folder "
                         "(set ASSISTANT_FOLLOW_EXTERNAL_LINKS=true to index such links)"
                     )
                     continue
@@ -160,34 +211,119 @@ def discover(docs_dir: Path, follow_external_links: bool = False) -> Found:
     return found
 
 
+def _is_link(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_symlink()
+    except OSError:
+        return False  # opening it says why
+
+
 _KIND = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
          stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
 
 
-def read_bytes(path: Path, source: str, max_bytes: int) -> bytes:
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_roots: dict[tuple[str, int, int], Path] = {}
+
+
+def real_root(docs_dir: Path) -> Path:
+    """The documents folder with every link resolved (cached while the folder is the same directory)."""
+    st = os.stat(docs_dir)
+    key = (str(docs_dir), st.st_dev, st.st_ino)
+    real = _roots.get(key)
+    if real is None:
+        if len(_roots) > 64:
+            _roots.clear()
+        real = _roots[key] = Path(docs_dir).resolve()
+    return real
+
+
+def _opened_path(fd: int) -> str | None:
+    """Where an open file is, by the kernel's account (every link followed): None where the platform
+    cannot say."""
+    if sys.platform.startswith("linux"):
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return None
+    if sys.platform == "darwin":
+        import fcntl
+
+        try:
+            return os.fsdecode(fcntl.fcntl(fd, fcntl.F_GETPATH, bytes(1024)).split(b"\0", 1)[0])  # type: ignore[attr-defined]
+        except (OSError, AttributeError):
+            return None
+    return None
+
+
+def _check_opened(fd: int, path: Path, name: str, checked: os.stat_result | None, root: Path | None) -> None:
+    """The file that was opened is the one that was checked: a regular file, the same one lstat saw at the
+    path (when that was no link), and, unless links may leave the folder (root None), inside the folder by
+    where the kernel says it is, so a link swapped in between the check and the open is never read."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        kind = _KIND.get(stat.S_IFMT(st.st_mode), "not a regular file")
+        raise DocumentsError(f"{name}: skipped, it is {kind}, not a regular file")
+    if checked is not None and (checked.st_dev, checked.st_ino) != (st.st_dev, st.st_ino):
+        raise DocumentsError(f"{name}: skipped, it was replaced while being read; sync again")
+    if root is None:
+        return
+    where = _opened_path(fd)
+    if where is None:  # no /proc: the path resolved now must be this same file
+        try:
+            target = path.resolve(strict=True)
+            same = os.stat(target)
+        except (OSError, RuntimeError):
+            raise DocumentsError(f"{name}: skipped, it changed while being read; sync again") from None
+        if (same.st_dev, same.st_ino) != (st.st_dev, st.st_ino):
+            raise DocumentsError(f"{name}: skipped, it changed while being read; sync again")
+        where = str(target)
+    if not Path(where).is_relative_to(root):
+        raise DocumentsError(
+            f"{name}: skipped, it leads outside the documents folder (to {shorten(where)}); set "
+            "ASSISTANT_FOLLOW_EXTERNAL_LINKS=true to index such links"
+        )
+
+
+def read_bytes(path: Path, source: str, max_bytes: int, docs_dir: Path | None = None,
+               follow_external_links: bool = False) -> bytes:
     """The bytes of a regular file, at most max_bytes of them: pipes, devices and sockets are refused
     before anything is read (opening never blocks), and the limit applies to what is read, not to what
-    stat says (a link to /dev/zero says 0 bytes)."""
+    stat says (a link to /dev/zero says 0 bytes).
+
+    With docs_dir, what is read is checked on the open file itself, not on the path before opening it: a
+    path that was no link is opened without following one (a link swapped in fails to open), and the file
+    opened must be inside docs_dir unless follow_external_links."""
+    name = shorten(source)  # for messages: a path 400 folders deep is named by its start and end
+    root: Path | None = None
+    checked: os.stat_result | None = None
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        if docs_dir is not None:
+            root = None if follow_external_links else real_root(docs_dir)
+            checked = os.lstat(path)
+            if stat.S_ISLNK(checked.st_mode):
+                checked = None  # a link: where it leads is checked on the open file
+            else:
+                flags |= _NOFOLLOW
+        fd = os.open(path, flags)
     except FileNotFoundError:
-        raise DocumentsError(f"{source}: skipped, it disappeared while reading (or is a dangling link)") from None
+        raise DocumentsError(f"{name}: skipped, it disappeared while reading (or is a dangling link)") from None
     except OSError as exc:
-        raise DocumentsError(f"{source}: skipped, cannot read it ({exc.strerror})") from None
+        if exc.errno in (errno.ELOOP, errno.EMLINK) and flags & _NOFOLLOW:
+            raise DocumentsError(f"{name}: skipped, it was replaced by a link while being read; sync again") from None
+        raise DocumentsError(f"{name}: skipped, cannot read it ({exc.strerror})") from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = _KIND.get(stat.S_IFMT(mode), "not a regular file")
-            raise DocumentsError(f"{source}: skipped, it is {kind}, not a regular file")
+        _check_opened(fd, path, name, checked, root)
         with os.fdopen(fd, "rb", closefd=False) as fh:
             data = fh.read(max_bytes + 1)
     except OSError as exc:
-        raise DocumentsError(f"{source}: skipped, cannot read it ({exc.strerror})") from None
+        raise DocumentsError(f"{name}: skipped, cannot read it ({exc.strerror})") from None
     finally:
         os.close(fd)
     if len(data) > max_bytes:
         raise DocumentsError(
-            f"{source}: skipped, it is over the {max_bytes:,}-byte limit (ASSISTANT_MAX_FILE_BYTES)"
+            f"{name}: skipped, it is over the {max_bytes:,}-byte limit (ASSISTANT_MAX_FILE_BYTES)"
         )
     return data
 
@@ -197,22 +333,23 @@ def article_text(data: bytes, source: str) -> str:
     UTF-16/32 with a byte-order mark, empty). The one check for both a sync and the page's uploads."""
     has_bom = any(data.startswith(bom) for bom, _ in _BOMS)
     if not has_bom and b"\x00" in data[:8192]:
-        raise DocumentsError(f"{source}: skipped, looks like a binary file")
+        raise DocumentsError(f"{shorten(source)}: skipped, looks like a binary file")
     try:
         text = decode(data)
     except UnicodeDecodeError as exc:
         raise DocumentsError(
-            f"{source}: skipped, not UTF-8 text (byte {exc.start}); re-save it as UTF-8"
+            f"{shorten(source)}: skipped, not UTF-8 text (byte {exc.start}); re-save it as UTF-8"
         ) from None
     if not visible(text).strip():
-        raise DocumentsError(f"{source}: skipped, the file is empty")
+        raise DocumentsError(f"{shorten(source)}: skipped, the file is empty")
     return text
 
 
-def load(path: Path, docs_dir: Path, max_bytes: int) -> Document:
-    """Read and validate one article; raises DocumentsError with the reason it was skipped."""
+def load(path: Path, docs_dir: Path, max_bytes: int, follow_external_links: bool = False) -> Document:
+    """Read and validate one article; raises DocumentsError with the reason it was skipped. What is read is
+    the file opened, checked to be inside docs_dir (see read_bytes), not what a check of its path saw."""
     source = path.relative_to(docs_dir).as_posix()
-    data = read_bytes(path, source, max_bytes)
+    data = read_bytes(path, source, max_bytes, docs_dir, follow_external_links)
     text = article_text(data, source)
     return Document(
         source=source,
@@ -265,10 +402,24 @@ def _split_long(text: str, span: tuple[int, int], limit: int) -> list[tuple[int,
     return pieces
 
 
-def chunk(doc: Document, chunk_tokens: int, overlap_tokens: int) -> list[Chunk]:
-    """Pack whole sentences into chunks of at most chunk_tokens, overlapping by whole sentences."""
+def sentence_spans(doc: Document, max_sentences: int | None = None) -> list[tuple[int, int]]:
+    """The article's sentence spans. Each becomes a stored row with its own vector (about 3 KB of index),
+    so an article with more than max_sentences is refused, before anything is chunked or embedded: 1.25 MB
+    of "Yes. " is 250,000 sentences, which took 187 s and 613 MB of index to sync, and 2 GB of memory."""
+    try:
+        return split_sentences(doc.text, limit=max_sentences)
+    except TooManySentences:
+        raise DocumentsError(
+            f"{shorten(doc.source)}: skipped, it has more than {max_sentences:,} sentences "
+            "(ASSISTANT_MAX_ARTICLE_SENTENCES); split it into several articles or raise the limit"
+        ) from None
+
+
+def chunk(doc: Document, chunk_tokens: int, overlap_tokens: int, max_sentences: int | None = None) -> list[Chunk]:
+    """Pack whole sentences into chunks of at most chunk_tokens, overlapping by whole sentences. Raises
+    DocumentsError for an article of more than max_sentences sentences (see sentence_spans)."""
     text = doc.text
-    sentences = split_sentences(text)
+    sentences = sentence_spans(doc, max_sentences)
     if not sentences:
         return []
     enc = encoding()

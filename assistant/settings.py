@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     )
     max_file_bytes: int = Field(
         20_000_000, ge=1, description="Larger files are skipped at ingest with a warning."
+    )
+    max_article_sentences: int = Field(
+        10_000, ge=1, description="Articles with more sentences are skipped at ingest with a warning: every "
+        "sentence is stored with its own vector (about 3 KB of index), so 1.25 MB of \"Yes. \" would cost 613 MB.",
     )
     follow_external_links: bool = Field(
         False,
@@ -205,6 +209,18 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             raise ConfigError(describe_errors(exc, values)) from None
 
+    @field_validator("docs_dir", "index_dir", mode="before")
+    @classmethod
+    def _a_path(cls, value: Any) -> Any:
+        """A folder is a non-empty path: ASSISTANT_DOCS_DIR= would otherwise mean the current folder."""
+        if value is None or isinstance(value, Path):
+            return value
+        if not isinstance(value, (str, os.PathLike)):
+            raise ValueError(f"must be a folder path (text or pathlib.Path), not {type(value).__name__}")
+        if not str(os.fspath(value)).strip():
+            raise ValueError("is empty (that would mean the current folder); give the folder's path")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.chunk_overlap_tokens >= self.chunk_tokens:
@@ -232,7 +248,8 @@ class Settings(BaseSettings):
             return Path(self.index_dir)
         docs = Path(self.docs_dir).resolve()
         tag = hashlib.sha256(str(docs).encode()).hexdigest()[:10]
-        return _default_cache() / f"{docs.name}-{tag}"
+        name = docs.name if len(os.fsencode(docs.name)) <= 200 else os.fsencode(docs.name)[:200].decode(errors="ignore")
+        return _default_cache() / f"{name}-{tag}"  # a folder name near the 255-byte limit still gets an index
 
     def index_fingerprint(self) -> str:
         """Hash of every setting that shapes the stored vectors and chunk spans."""

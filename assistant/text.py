@@ -57,6 +57,33 @@ def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
+#: Characters that are not seen but change how text displays, so that a quote would read otherwise than its
+#: file: C0/C1 controls and terminal sequences (as above), bidirectional marks, embeddings, overrides and
+#: isolates (U+202E shows what follows backwards), and the other invisible format characters (zero-width
+#: space, word joiner, invisible operators, soft hyphen, byte-order mark, interlinear annotation, tags).
+#: Zero-width (non-)joiners stay: Persian, Indic scripts and emoji need them, and they reorder nothing.
+_UNSHOWN = re.compile(
+    CONTROL_SEQUENCE.pattern
+    + "|[\u00ad\u061c\u180e\u200b\u200e\u200f\u2028\u2029\u2060-\u2064\u206a-\u206f\ufeff\ufff9-\ufffb"
+    "\U000e0000-\U000e007f]"
+)
+#: An article's own reference markers ("… troops [2] …", "[1, 3]", "[4-6]"): in an answer's prose they would
+#: read as the answer's citations (and be links to them on the page).
+_REFERENCE = re.compile(r"\s*\[\s*[0-9]+(?:\s*(?:[-–,;]|and)\s*[0-9]+)*\s*\](?=(\w)?)")
+
+
+def display_text(text: str) -> str:
+    """Article text as an answer's prose shows it: the article's own reference markers removed (``[2]`` in
+    an answer is always one of its citations), characters that make it display otherwise than it reads
+    removed (NUL, right-to-left override, zero-width space, ...), whitespace runs made one space. Citations
+    keep the exact text: offsets are never taken from this."""
+    if _UNSHOWN.search(text):
+        text = _UNSHOWN.sub(lambda m: " " if m.group().isspace() else "", text)
+    if "[" in text:
+        text = _REFERENCE.sub(lambda m: " " if m.group(1) else "", text)
+    return " ".join(text.split())
+
+
 # --- sentences --------------------------------------------------------------------------------------
 # A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace, or at a
 # CJK full stop / exclamation / question mark, which needs no space after it.
@@ -69,38 +96,48 @@ _ABBREV = re.compile(
 # is reported that …", as scraped pages give them): three or more words in capitals, 15 characters or more,
 # before a capitalised word that goes on in lower case. The heading is a span of its own, so that no quote
 # starts with it.
+_NEXT = re.compile(r"\s*(\S)")
 _RUN_IN_HEADING = re.compile(r"(?:[A-Z][A-Z0-9'’&-]*\s+){2,}[A-Z][A-Z0-9'’&-]*(?=\s+[A-Z][a-z])")
 
 
-def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Sentence spans (start, end) within text[start:end], whitespace-trimmed, in order."""
+class TooManySentences(ValueError):
+    """split_sentences found more sentences than its limit."""
+
+
+def split_sentences(text: str, start: int = 0, end: int | None = None,
+                    limit: int | None = None) -> list[tuple[int, int]]:
+    """Sentence spans (start, end) within text[start:end], whitespace-trimmed, in order. With a limit, raises
+    TooManySentences as soon as there are more (a line of "Yes. " repeated is not split to its end)."""
     end = len(text) if end is None else end
-    spans: list[tuple[int, int]] = []
+    out: list[tuple[int, int]] = []
+
+    def add(s: int, e: int) -> None:
+        seg = text[s:e]
+        s, e = s + len(seg) - len(seg.lstrip()), e - (len(seg) - len(seg.rstrip()))
+        if e > s:
+            out.append((s, e))
+            if limit is not None and len(out) > limit:
+                raise TooManySentences(f"more than {limit:,} sentences")
+
     for line in re.finditer(r"[^\n]+", text[start:end]):
         ls, le = start + line.start(), start + line.end()
         cur = ls
         heading = _RUN_IN_HEADING.match(text, ls, le)
         if heading and heading.end() - ls >= 15:  # not a line that opens with a few acronyms ("NATO EU UN Talks")
-            spans.append((ls, heading.end()))
+            add(ls, heading.end())
             cur = heading.end()
         for m in _END.finditer(text, ls, le):
             cut = m.end()
-            if _ABBREV.search(text, cur, cut):
+            # an abbreviation ends with the mark _END found and starts at most 8 characters before it: only
+            # that window is searched (searching from the sentence start made "a. a. a. …" quadratic)
+            if _ABBREV.search(text, max(cur, m.start() - 8), cut):
                 continue
-            nxt = text[cut:le].lstrip()
-            if nxt and nxt[0].islower():
+            nxt = _NEXT.match(text, cut, le)  # not text[cut:le].lstrip(): a copy of the rest of the line
+            if nxt and nxt.group(1).islower():
                 continue
-            spans.append((cur, cut))
+            add(cur, cut)
             cur = cut
-        spans.append((cur, le))
-    out = []
-    for s, e in spans:
-        seg = text[s:e]
-        lstrip = len(seg) - len(seg.lstrip())
-        rstrip = len(seg) - len(seg.rstrip())
-        s, e = s + lstrip, e - rstrip
-        if e > s:
-            out.append((s, e))
+        add(cur, le)
     return out
 
 
