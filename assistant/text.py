@@ -60,6 +60,8 @@ _ABBREV = re.compile(
     r"(?:\b(?:[A-Z]\.){1,3}|\b(?:Mr|Mrs|Ms|Dr|St|Gen|Lt|Col|Maj|Capt|Sgt|No|Jr|Sr|vs|etc|approx|"
     r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Prof|Gov|Rep|Sen)\.)[\"'”’)\]]*$"
 )
+_ABBREV_REACH = 8  # an abbreviation's letters before its stop ("approx." is the longest)
+_NEXT_CHAR = re.compile(r"\s*(\S)")
 # A line that opens with a heading in capitals run into its first sentence ("NORTH KOREAN FORCES ATTACK It
 # is reported that …", as scraped pages give them): three or more words in capitals, 15 characters or more,
 # before a capitalised word that goes on in lower case. The heading is a span of its own, so that no quote
@@ -80,10 +82,12 @@ def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[t
             cur = heading.end()
         for m in _END.finditer(text, ls, le):
             cut = m.end()
-            if _ABBREV.search(text, cur, cut):
+            # both checks look only near the cut, so that a line of many non-ending stops ("a. b. c. …", one a
+            # model may stream for megabytes) is split in time linear in its length
+            if _ABBREV.search(text, max(cur, m.start() - _ABBREV_REACH), cut):
                 continue
-            nxt = text[cut:le].lstrip()
-            if nxt and nxt[0].islower():
+            nxt = _NEXT_CHAR.match(text, cut, le)
+            if nxt and nxt.group(1).islower():
                 continue
             spans.append((cur, cut))
             cur = cut
