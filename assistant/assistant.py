@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -12,9 +13,9 @@ from typing import Any
 
 from .answer import Answerer, Evidence, OfflineAnswerer
 from .embed import OnnxEmbedder
-from .errors import AssistantError, DocumentsError, IndexUnavailableError, LLMError, QuestionError
+from .errors import AssistantError, ConfigError, DocumentsError, IndexUnavailableError, LLMError, QuestionError
 from .filecheck import Changes, Files, check_answer, current_contexts, stale_note
-from .followup import needs_rewrite, standalone
+from .followup import check_messages, needs_rewrite, standalone
 from .index import CollectionGone, Index
 from .index import rebuild as rebuild_index
 from .llm import LLMAnswerer, LLMClient, load_prompt
@@ -72,6 +73,12 @@ class Assistant:
             if settings is not None:
                 raise TypeError("Assistant() got two Settings: pass one, either first or as settings=")
             docs_dir, settings = None, docs_dir
+        for name, arg in (("docs_dir", docs_dir), ("index_dir", index_dir)):
+            if arg is not None and not isinstance(arg, (str, os.PathLike)):
+                raise ConfigError(f"{name} must be a folder path (str or pathlib.Path), not {type(arg).__name__}.")
+        if settings is not None and not isinstance(settings, Settings):
+            raise ConfigError(f"settings must be a Settings, not {type(settings).__name__}: pass Settings(...) or "
+                              "the fields themselves as keyword arguments.")
         values = dict(overrides)
         if docs_dir is not None:
             values["docs_dir"] = docs_dir  # a str or Path; anything else is a ConfigError that says so
@@ -305,6 +312,7 @@ class Assistant:
         """The last user message as a standalone question, using the conversation before it. Only a question
         that depends on the conversation (see followup.py) is rewritten: with the LLM when there is one,
         else (or if it fails) by the offline rules."""
+        check_messages(messages)
         question = messages[-1]["content"]
         users = [m["content"] for m in messages[:-1] if m.get("role") == "user" and m.get("content")]
         if not users or not needs_rewrite(question):
@@ -324,8 +332,7 @@ class Assistant:
 
     def chat(self, messages: list[dict[str, str]]) -> Answer:
         """Answer the last user message of a conversation; follow-ups are rewritten first."""
-        if not messages or messages[-1].get("role") != "user":
-            raise QuestionError("chat() needs a list of messages ending with a user message.")
+        check_messages(messages)
         standalone = self.rewrite(messages)
         answer = self.ask(standalone)
         answer.question = messages[-1]["content"]

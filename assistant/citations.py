@@ -27,6 +27,7 @@ _MOVE = re.compile(rf"([.!?…])({_CLUSTER})")
 Embed = Callable[[list[str]], np.ndarray]
 REFUSED = "the model said the articles do not answer this"  # the check of a refusal sentence
 QUOTED = "quoted from the article: the model's overview left it out"  # an overview sentence added as it stands
+TOO_LONG = "longer than twice all the sources together: it says more than they do"
 _HEADER = re.compile(r"^(?:#+\s*|(?:article|answer|sources?)\s*\d*\s*[:—-]\s*)+", re.IGNORECASE)
 
 
@@ -84,6 +85,73 @@ def complete_prefix(buffer: str) -> tuple[str, str]:
     return moved[:start], moved[start:]
 
 
+_STOPS = ".!?…。！？\n"  # where a sentence can end (a line break ends one too)
+_BOUNDARY = re.compile(f"[{_STOPS}]")
+# what may follow a sentence's stop while it is not yet known whether the next sentence has begun: closing
+# quotes and brackets, space, and the markers of the sentence (which may still be coming)
+_UNDECIDED = re.compile(r"""(?:[\s"'”’)\]\[\d,;–-]|and)*""")
+
+
+class SentenceStream:
+    """The complete sentences of streamed text (see complete_prefix), each as soon as the next one has begun.
+
+    Only the new text and a short stretch before it are looked at for a sentence end, so that text that never
+    ends a sentence (a model streaming one huge word) is split in time linear in its length, not its square.
+    """
+
+    REACH = 16  # characters before a stop that decide it (an abbreviation such as "approx.")
+    OPEN = 64  # the longest run of markers and space after a stop that leaves it undecided
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []  # the unfinished sentence
+        self._scan = ""  # its end, in which a sentence may still end
+        self._before = ""  # the characters before _scan that its stops are decided with
+        self._cut = False  # text before _before was left out
+
+    def feed(self, piece: str) -> list[tuple[str, list[int]]]:
+        """The sentences completed by this piece of text, with their markers."""
+        if not piece:
+            return []
+        self._parts.append(piece)
+        scan = self._scan + piece
+        if not _BOUNDARY.search(scan):
+            self._keep(scan)
+            return []
+        # a cut only counts in scan; the "x" keeps the middle of a line from being taken for a line start
+        context = "x" + self._before if self._cut else self._before
+        head, _ = complete_prefix(context + scan)
+        cut = len(head) - len(context)
+        if cut <= 0:
+            self._keep(scan)
+            return []
+        text = "".join(self._parts)
+        cut += len(text) - len(scan)
+        rest = text[cut:]
+        self._parts, self._scan, self._before, self._cut = [rest], "", "", False
+        self._keep(rest)
+        return split_answer_sentences(text[:cut])
+
+    def finish(self) -> list[tuple[str, list[int]]]:
+        """The last sentences, once the text has ended."""
+        text = "".join(self._parts)
+        self._parts, self._scan, self._before, self._cut = [], "", "", False
+        return split_answer_sentences(text)
+
+    def _keep(self, scan: str) -> None:
+        """Keep the end of scan that can still hold a sentence end: from the last stop when what follows it
+        leaves it undecided, else only the last characters (a stop among them is looked at again)."""
+        stop = max(scan.rfind(c) for c in _STOPS)
+        start = len(scan) - self.REACH
+        if stop >= 0 and len(scan) - stop <= self.OPEN and _UNDECIDED.fullmatch(scan, stop + 1):
+            start = stop - self.REACH
+        if start > 0:
+            before = self._before + scan[max(0, start - self.REACH):start]
+            self._cut = self._cut or len(before) > self.REACH or start > self.REACH
+            self._before, self._scan = before[-self.REACH:], scan[start:]
+        else:
+            self._scan = scan
+
+
 @dataclass(frozen=True)
 class Source:
     """One numbered source the model saw: a passage of an article with its file offsets."""
@@ -139,6 +207,9 @@ class CitedAnswer:
         self._vectors: dict[str, np.ndarray] = {}
         self._embed = embed
         self._figures: set[str] | None = None  # every figure the sources give
+        # a sentence longer than twice all the sources together says more than they do: dropped unread (a
+        # reply of one huge word or sentence would otherwise cost the verifier minutes)
+        self._longest = 2 * sum(len(s.text) for s in sources) + 200
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Cached MiniLM vectors (the same claim is checked against many sources during repair)."""
@@ -225,7 +296,12 @@ class CitedAnswer:
         """Judge one reply sentence; the text to show (with renumbered markers), or None when dropped."""
         # small models copy the article headers they were shown; an article's own [n] markers and invisible
         # characters (a right-to-left override, NUL) are not shown in an answer
-        sentence = display_text(_HEADER.sub("", sentence))
+        sentence = _HEADER.sub("", sentence)
+        if len(sentence) > self._longest:
+            self.checks.append(SentenceCheck(text=sentence[:200] + f"… ({len(sentence):,} characters)",
+                                             model_markers=markers, supported=False, reason=TOO_LONG))
+            return None
+        sentence = display_text(sentence)
         if not re.search(r"[^\W\d_]{2}", sentence):
             self.checks.append(SentenceCheck(text=sentence, model_markers=markers, supported=False,
                                              reason="not a sentence"))

@@ -19,8 +19,36 @@ eval/conversations.jsonl (`assistant eval --conversations`).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
+from .errors import QuestionError
 from .text import MONTHS, STOPWORDS, years
+
+ROLES = ("user", "assistant", "system")
+
+
+def check_messages(messages: Any) -> None:
+    """A conversation as chat() takes it: a list of {"role": ..., "content": text} ending with a user message.
+    Raises QuestionError saying which message is wrong and how."""
+    how = ('chat() needs a list of messages such as [{"role": "user", "content": "How far is Kursk from '
+           'Moscow?"}], ending with a user message')
+    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, (list, tuple)):
+        raise QuestionError(f"{how}; got a {type(messages).__name__}.")
+    if not messages:
+        raise QuestionError(f"{how}; got an empty list: at least one message is needed.")
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping):
+            raise QuestionError(f"messages[{i}] is a {type(m).__name__}, not a dict; {how}.")
+        for key in ("role", "content"):
+            if key not in m:
+                raise QuestionError(f"messages[{i}] has no {key!r}; {how}.")
+        if m["role"] not in ROLES:
+            raise QuestionError(f"messages[{i}] has role {m['role']!r}; use 'user', 'assistant' or 'system'.")
+        if not isinstance(m["content"], str):
+            raise QuestionError(f"messages[{i}]['content'] is a {type(m['content']).__name__}, not text (str).")
+    if messages[-1]["role"] != "user":
+        raise QuestionError(f"{how}; the last one is from {messages[-1]['role']!r}.")
 
 _CONTINUE = re.compile(r"^(?:and|but|also|plus|so|then|what about|how about|and what about|what else)\b[,\s]*",
                        re.IGNORECASE)

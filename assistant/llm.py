@@ -6,15 +6,19 @@ The model's reply is never trusted as is: every sentence is verified against the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
 from .answer import ABSTAIN_TEXT, Candidate, Evidence, OfflineAnswerer, Scored, score
-from .citations import QUOTED, REFUSED, CitedAnswer, Source, complete_prefix, split_answer_sentences
+from .citations import QUOTED, REFUSED, CitedAnswer, SentenceStream, Source
 from .errors import ConfigError, LLMError
 from .redact import redact, redact_url
 from .schema import Answer, RetrievedContext
@@ -120,6 +124,101 @@ def _short(text: str, n: int = 160) -> str:
     return text if len(text) <= n else text[:n] + "…"
 
 
+CHARS_PER_TOKEN = 8  # a reply longer than this many characters per token of llm_max_tokens is cut
+
+
+def reply_cap(max_tokens: int) -> int:
+    """The characters of a reply we read at most: a server that ignores max_tokens (or streams one endless
+    word) cannot make us read, split and verify without end."""
+    return CHARS_PER_TOKEN * max_tokens
+
+
+class _Expired(BaseException):
+    """The answer's deadline passed. A BaseException, so that the openai client's retry loop (which retries
+    on any Exception) lets it through instead of sending the request again."""
+
+
+class _Deadline:
+    """The time one answer from the LLM may take. When it passes, every connection the answer opened is shut
+    down, so that a read waiting on a server that streams without end, or drips a word every few seconds (each
+    within llm_timeout), returns at once; a request not yet sent is not sent."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def check(self) -> None:
+        if self.expired:
+            raise _Expired
+
+    def watch(self, stream: Any) -> None:
+        """Shut this network stream (an httpcore stream of our request) down when the deadline passes."""
+        try:
+            sock = stream.get_extra_info("socket") if stream is not None else None
+        except Exception:  # a transport without sockets: the deadline is still checked between reads
+            sock = None
+        if not isinstance(sock, socket.socket):
+            return
+        with self._lock:
+            if not self.expired:
+                self._sockets.append(sock)
+                return
+        _shut(sock)
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's trace hook: a connection opened for our request (before any reply has come)."""
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            self.watch(info.get("return_value"))
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _shut(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._sockets = []
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+# the deadline of the request this thread is sending (the HTTP client's hooks run in the caller's thread)
+_CURRENT: ContextVar[_Deadline | None] = ContextVar("assistant_llm_deadline", default=None)
+
+
+@contextlib.contextmanager
+def _under(deadline: _Deadline) -> Iterator[None]:
+    token = _CURRENT.set(deadline)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+def _on_request(request: Any) -> None:
+    deadline = _CURRENT.get()
+    if deadline is not None:
+        deadline.check()  # a retry after the deadline is not sent
+        request.extensions = {**request.extensions, "trace": deadline.trace}
+
+
+def _on_response(response: Any) -> None:
+    deadline = _CURRENT.get()
+    if deadline is not None:
+        deadline.watch(response.extensions.get("network_stream"))
+
+
 class LLMClient:
     """A thin wrapper over ``openai.OpenAI`` with errors that say what to do."""
 
@@ -131,16 +230,29 @@ class LLMClient:
                 "OpenAI-compatible server) or OPENAI_API_KEY, or answer offline with --answerer offline "
                 "(ASSISTANT_ANSWERER=offline)."
             )
-        from openai import OpenAI
+        from openai import DefaultHttpxClient, OpenAI
 
         self.settings = settings
         self.where = redact_url(settings.llm_base_url) if settings.llm_base_url else "OpenAI"  # shown, so no secrets
+        self._key = key
         self.client = OpenAI(
             base_url=settings.llm_base_url or None,
             api_key=key or "not-needed",
             timeout=settings.llm_timeout,
             max_retries=settings.llm_max_retries,
+            # the hooks let an answer's deadline close the connections it uses (see _Deadline)
+            http_client=DefaultHttpxClient(event_hooks={"request": [_on_request], "response": [_on_response]}),
         )
+
+    def _scrubbed(self, text: str) -> str:
+        """Text from the server or the HTTP client, as a message may show it: URLs through redact_url, and
+        never the API key."""
+        return redact(str(text), self._key, self.settings.llm_base_url)
+
+    def _too_slow(self) -> LLMError:
+        return LLMError(f"The LLM at {self.where} took longer than {self.settings.llm_deadline:g}s to answer "
+                        "(ASSISTANT_LLM_DEADLINE), so its connection was closed. Raise ASSISTANT_LLM_DEADLINE, use "
+                        "a faster model, or answer offline (--answerer offline).")
 
     def _error(self, exc: Exception) -> LLMError:
         import openai
@@ -158,7 +270,7 @@ class LLMClient:
         elif isinstance(exc, openai.RateLimitError):
             msg = f"The LLM at {self.where} is rate-limiting us (HTTP 429) after {tries}. Wait and retry."
         elif isinstance(exc, openai.NotFoundError):
-            url = (s.llm_base_url or "").rstrip("/")
+            url = redact_url(s.llm_base_url or "").rstrip("/")
             if url and not re.search(r"/v\d+$", url) and "model" not in str(exc).lower():
                 msg = (f"There is no OpenAI-compatible API at {self.where} (HTTP 404). Servers such as llama.cpp, "
                        f"vLLM and Ollama serve it under /v1: set ASSISTANT_LLM_BASE_URL={url}/v1")
@@ -170,26 +282,38 @@ class LLMClient:
                    "not an OpenAI-compatible LLM server. Check ASSISTANT_LLM_BASE_URL.")
         elif isinstance(exc, openai.APIStatusError) and 400 <= exc.status_code < 500:
             msg = (f"The LLM at {self.where} rejected the request (HTTP {exc.status_code}: "
-                   f"{_short(exc.message)}). Check ASSISTANT_LLM_MODEL and ASSISTANT_LLM_BASE_URL.")
+                   f"{_short(self._scrubbed(exc.message))}). Check ASSISTANT_LLM_MODEL and ASSISTANT_LLM_BASE_URL.")
         elif isinstance(exc, openai.APIStatusError):
             msg = f"The LLM at {self.where} failed with HTTP {exc.status_code} after {tries}. Retry later."
         elif isinstance(exc, _NotOpenAI):
             msg = str(exc)
         else:
-            msg = f"The LLM at {self.where} failed: {type(exc).__name__}: {exc}"
+            msg = f"The LLM at {self.where} failed: {type(exc).__name__}: {self._scrubbed(str(exc))}"
         return LLMError(redact(msg, s.llm_key()))  # the URL's password or key never reaches a note or the page
 
-    def complete(self, messages: list[dict[str, str]], max_tokens: int | None = None) -> str:
+    def complete(self, messages: list[dict[str, str]], max_tokens: int | None = None,
+                 deadline: _Deadline | None = None) -> str:
+        """The reply to messages, read in at most llm_deadline seconds (or by the deadline given) and cut at
+        reply_cap characters."""
+        max_tokens = max_tokens or self.settings.llm_max_tokens
+        own = deadline is None
+        deadline = deadline or _Deadline(self.settings.llm_deadline)
         try:
-            resp = self.client.chat.completions.create(
-                model=self.settings.llm_model,
-                messages=messages,  # type: ignore[arg-type]
-                temperature=self.settings.llm_temperature,
-                max_tokens=max_tokens or self.settings.llm_max_tokens,
-            )
+            with _under(deadline):
+                resp = self.client.chat.completions.create(
+                    model=self.settings.llm_model,
+                    messages=messages,  # type: ignore[arg-type]
+                    temperature=self.settings.llm_temperature,
+                    max_tokens=max_tokens,
+                )
+        except _Expired:
+            raise self._too_slow() from None
         except Exception as exc:
-            raise self._error(exc) from None
-        return self._content(resp)
+            raise (self._too_slow() if deadline.expired else self._error(exc)) from None
+        finally:
+            if own:
+                deadline.cancel()
+        return self._content(resp)[: reply_cap(max_tokens)]
 
     def _content(self, resp: Any) -> str:
         """The reply text of a chat completion, or an error that says what the server sent instead."""
@@ -203,26 +327,39 @@ class LLMClient:
                            "(no choices). Check ASSISTANT_LLM_BASE_URL points at an OpenAI-compatible server.")
         return choices[0].message.content or ""
 
-    def stream(self, messages: list[dict[str, str]]) -> Iterator[str]:
+    def stream(self, messages: list[dict[str, str]]) -> Generator[str, None, None]:
+        """The reply to messages, piece by piece as the server streams it: all of it within llm_deadline
+        seconds (else an LLMError, and the connection is closed), and no more than reply_cap characters (the
+        rest is not read)."""
+        deadline = _Deadline(self.settings.llm_deadline)
+        left = reply_cap(self.settings.llm_max_tokens)
+        events: Any = None
         try:
-            events = self.client.chat.completions.create(
-                model=self.settings.llm_model,
-                messages=messages,  # type: ignore[arg-type]
-                temperature=self.settings.llm_temperature,
-                max_tokens=self.settings.llm_max_tokens,
-                stream=True,
-            )
+            with _under(deadline):
+                events = self.client.chat.completions.create(
+                    model=self.settings.llm_model,
+                    messages=messages,  # type: ignore[arg-type]
+                    temperature=self.settings.llm_temperature,
+                    max_tokens=self.settings.llm_max_tokens,
+                    stream=True,
+                )
             if isinstance(events, str):
                 self._content(events)
             seen = False
-            for event in events:  # type: ignore[union-attr]
+            for event in events:
+                deadline.check()  # a stream that never ends: what was read before the deadline stops here
                 if isinstance(event, str) or not hasattr(event, "choices"):
                     raise _NotOpenAI(f"The server at {self.where} streamed something that is not an OpenAI chat "
                                      "completion. Check ASSISTANT_LLM_BASE_URL points at an OpenAI-compatible server.")
                 seen = True
-                choices = event.choices  # type: ignore[union-attr]
+                choices = event.choices
                 if choices and choices[0].delta and choices[0].delta.content:
-                    yield choices[0].delta.content
+                    piece = choices[0].delta.content[:left]
+                    left -= len(piece)
+                    yield piece
+                    if not left:  # the cap: the rest is not read (the connection is closed below)
+                        return
+            deadline.check()  # the stream ended because the deadline shut its connection
             if not seen:  # an OpenAI stream always sends at least one event
                 response = getattr(events, "response", None)
                 ctype = response.headers.get("content-type", "") if response is not None else ""
@@ -230,11 +367,21 @@ class LLMClient:
                     raise _NotOpenAI(f"The server at {self.where} answered with a web page, not an OpenAI-compatible "
                                      "API. Check ASSISTANT_LLM_BASE_URL (compatible servers usually end in /v1).")
                 # a server that ignores stream=True: ask again without streaming (that reply is checked too)
-                yield self.complete(messages)
+                yield self.complete(messages, deadline=deadline)
+        except _Expired:
+            raise self._too_slow() from None
         except LLMError:
+            if deadline.expired:
+                raise self._too_slow() from None
             raise
         except Exception as exc:
-            raise self._error(exc) from None
+            raise (self._too_slow() if deadline.expired else self._error(exc)) from None
+        finally:
+            deadline.cancel()
+            close = getattr(events, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
 
 
 def _finish(built: CitedAnswer, question: str, reply: str, settings: Settings, contexts: list[RetrievedContext]
@@ -307,16 +454,26 @@ class LLMAnswerer:
             if not sources:
                 raise _NoSources
 
+            cap = reply_cap(self.settings.llm_max_tokens)
+            received = 0
+
             def complete_sentences() -> Iterator[tuple[str, list[int]]]:
-                """The reply's sentences, each as soon as the next one has begun; the last at the end."""
-                pending = ""
-                for piece in self.client.stream(messages_for(query, render_sources(sources), template)):
-                    if not raw:
-                        timings["first_token"] = time.perf_counter() - t0
-                    raw.append(piece)
-                    done, pending = complete_prefix(pending + piece)
-                    yield from split_answer_sentences(done)
-                yield from split_answer_sentences(pending)
+                """The reply's sentences, each as soon as the next one has begun; the last at the end, unless
+                the reply was cut at the cap (then it is unfinished and dropped)."""
+                nonlocal received
+                sentences = SentenceStream()
+                pieces = self.client.stream(messages_for(query, render_sources(sources), template))
+                try:
+                    for piece in pieces:
+                        if not raw:
+                            timings["first_token"] = time.perf_counter() - t0
+                        raw.append(piece)
+                        received += len(piece)
+                        yield from sentences.feed(piece)
+                finally:
+                    pieces.close()
+                if received < cap:
+                    yield from sentences.finish()
 
             # "how many / when": sentences are held back until one gives a figure next to the question's own words
             # ("three settlements" does not say how far inside the border), so that an answer that never gives
@@ -344,6 +501,10 @@ class LLMAnswerer:
                 shown += 1
             timings["generate"] = time.perf_counter() - t0
             answer = _finish(built, question, "".join(raw), self.settings, contexts)
+            if received >= cap:
+                answer.notes.append(f"The model's reply was cut after {cap:,} characters ({CHARS_PER_TOKEN} per "
+                                    f"token of ASSISTANT_LLM_MAX_TOKENS={self.settings.llm_max_tokens}); the rest "
+                                    "was not read and its unfinished last sentence is not shown.")
             if held and not answer.abstained:
                 answer.text, answer.abstained, answer.citations = ABSTAIN_TEXT, True, []
                 answer.notes.append(f"None of the model's supported sentences gives the {scored.kind} the "

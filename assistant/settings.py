@@ -129,8 +129,16 @@ class Settings(BaseSettings):
     llm_model: str = Field("gpt-4o-mini", description="Model name sent to the server.")
     llm_temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature.")
     llm_timeout: float = Field(60.0, gt=0, description="Seconds before one LLM request times out.")
+    llm_deadline: float = Field(
+        120.0, gt=0, description="Seconds one answer from the LLM may take in all, retries and streaming included "
+        "(llm_timeout bounds each wait for data; a server that streams without end, or a word every few seconds, "
+        "is stopped here): its connection is closed and the answer falls back as on any LLM failure.",
+    )
     llm_max_retries: int = Field(2, ge=0, le=10, description="Retries on 429/5xx/connection errors.")
-    llm_max_tokens: int = Field(400, ge=16, description="Maximum tokens in the LLM's reply.")
+    llm_max_tokens: int = Field(
+        400, ge=16, description="Maximum tokens in the LLM's reply (asked of the server; we stop reading a reply "
+        "after 8 characters per token, and the answer says it was cut).",
+    )
     llm_context_window: int = Field(
         8192, ge=512, description="Model context window in tokens; the prompt is packed to fit."
     )

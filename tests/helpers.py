@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -154,16 +155,50 @@ def start_llama_server(port: int, log: Path) -> Server:
 
 
 class StubLLM:
-    """A misbehaving OpenAI-compatible endpoint on loopback, for fault tests (slow, 500s, garbage)."""
+    """A misbehaving OpenAI-compatible endpoint on loopback, for fault tests (slow, 500s, garbage).
 
-    def __init__(self, mode: str, reply: str = "", delay: float = 0.0) -> None:
+    Modes: "ok" (the reply, streamed a few words at a time), "500"/"501", "html", "json", "badutf8"; and for the
+    deadline and size limits: "endless" (a stream that never ends: empty events, or a body that never ends),
+    "drip" (a word of the reply every `every` seconds, without end), "word" (one word of `size` characters)
+    and "huge" (the reply repeated to `size` characters), the last two streamed `chunk` characters an event.
+    """
+
+    def __init__(self, mode: str, reply: str = "", delay: float = 0.0, every: float = 1.0, size: int = 0,
+                 chunk: int = 4096) -> None:
         import json
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         stub = self
         self.mode, self.reply, self.delay, self.calls = mode, reply, delay, 0
+        self.every, self.size, self.chunk = every, size, chunk
         self.requests: list[dict] = []  # what the model was sent
+        self.hung_up = threading.Event()  # a faulty reply ended: the client hung up (or the stub was closed)
+        self._stop = threading.Event()
+
+        def event(content: str | None) -> bytes:
+            delta = {} if content is None else {"content": content}
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "stub",
+                     "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            return f"data: {json.dumps(chunk)}\n\n".encode()
+
+        def pieces() -> Iterator[str | None]:
+            """What a faulty mode streams (None: an event without content)."""
+            if stub.mode == "endless":
+                while True:
+                    yield None
+                    time.sleep(0.02)
+            elif stub.mode == "drip":
+                words = re.findall(r"\S+\s*", stub.reply) or ["word "]
+                while True:
+                    for w in words:
+                        yield w
+                        time.sleep(stub.every)
+            else:
+                unit = "a" * stub.chunk if stub.mode == "word" else stub.reply
+                text = unit * (stub.size // len(unit) + 1)
+                for i in range(0, stub.size, stub.chunk):
+                    yield text[i : min(i + stub.chunk, stub.size)]
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
@@ -181,6 +216,14 @@ class StubLLM:
                     self.end_headers()
                     self.wfile.write(b'{"error": {"message": "boom"}}')
                     return
+                if stub.mode == "badutf8":  # a stream whose text is not valid UTF-8
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    self.wfile.write(b'data: {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": '
+                                     b'"stub", "choices": [{"index": 0, "delta": {"content": "Russia \xff\xfe\xc3('
+                                     b' [1]. "}, "finish_reason": null}]}\n\n\xff\xfe\n\ndata: [DONE]\n\n')
+                    return
                 if stub.mode in ("html", "json"):  # 200, but not an OpenAI-compatible API
                     page = (b"<!DOCTYPE html><html><body>Welcome to nginx!</body></html>" if stub.mode == "html"
                             else b'{"status": "ok", "result": [1, 2, 3]}')
@@ -189,6 +232,34 @@ class StubLLM:
                     self.send_header("Content-Length", str(len(page)))
                     self.end_headers()
                     self.wfile.write(page)
+                    return
+                if stub.mode in ("endless", "drip", "word", "huge"):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream" if request.get("stream")
+                                     else "application/json")
+                    self.end_headers()
+                    try:
+                        if not request.get("stream") and stub.mode in ("endless", "drip"):  # a body without end
+                            while not stub._stop.is_set():
+                                self.wfile.write(b" ")
+                                time.sleep(0.05 if stub.mode == "endless" else stub.every)
+                            return
+                        if not request.get("stream"):  # one huge completion
+                            self.wfile.write(json.dumps({
+                                "id": "x", "object": "chat.completion", "created": 0, "model": "stub",
+                                "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                                    "role": "assistant", "content": "".join(p or "" for p in pieces())}}],
+                            }).encode())
+                            return
+                        for piece in pieces():
+                            if stub._stop.is_set():
+                                break
+                            self.wfile.write(event(piece))
+                        self.wfile.write(b"data: [DONE]\n\n")
+                    except OSError:  # the client hung up
+                        pass
+                    finally:
+                        stub.hung_up.set()
                     return
                 if request.get("stream"):  # server-sent events, a few words at a time, like a real server
                     self.send_response(200)
@@ -228,5 +299,6 @@ class StubLLM:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def close(self) -> None:
+        self._stop.set()
         self.server.shutdown()
         self.server.server_close()
