@@ -68,6 +68,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     _out(report.summary())
     for skipped in report.skipped:
         _out(f"skipped: {skipped}")
+    if report.files_total == 0 and report.chunks_total:  # the index keeps what it could not read this time
+        _out(f"warning: no article in {kb.settings.docs_dir} could be read this time (see skipped above); the index "
+             f"keeps their previous versions ({report.chunks_total} chunks) and answers from them while their files "
+             "still hold the quoted text. Fix what is named above and run assistant ingest again.")
+        return 1
     if report.files_total == 0:
         _out(f"warning: {kb.settings.docs_dir} has no readable .txt/.md/.markdown articles, so the index is empty; "
              "add some and run assistant ingest again.")
