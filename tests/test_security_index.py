@@ -364,3 +364,32 @@ def test_files_over_the_size_limit_are_said_to_be_kept_not_an_empty_index(seeds_
     assert "keeps their previous versions" in r.stdout and "answers from them" in r.stdout
     r = cli("ask", QUESTION, ASSISTANT_MAX_FILE_BYTES="10")
     assert r.returncode == 0 and "12,000" in r.stdout  # as the message said
+
+
+def test_the_data_format_gives_back_what_was_saved(tmp_path: Path) -> None:
+    from collections import Counter
+
+    import numpy as np
+
+    value = {
+        "strings": ["a", "b\x7fc", "", "ünï", "a"], "empty": [], "ints": list(range(-5, 40)), "big": [2**70] * 20,
+        "bools": [True, False] * 10, "floats": [0.5, float("inf")], "nested": [[1, "x"], {"k": (1, 2)}],
+        "sets": [set(), {"x", "y"}] * 10, "lists": [["p"], []] * 10, "counter": Counter({"w": 3, "v": 1}),
+        "pairs": {("src", "sha"): 2, (1, None): 3}, "scalar": np.float32(1.5), "matrix": np.eye(3, dtype=np.float16),
+        "none": None, "frozen": ("t",),
+    }
+    path = tmp_path / "v.cache"
+    write_cache(path, "rev", value)
+    raw = path.read_bytes()
+    head = struct.Struct("<8sQQ32s")
+    _, _, n, digest = head.unpack_from(raw)
+    assert hashlib.sha256(raw[head.size : head.size + n]).digest() == digest
+    assert json.loads(raw[head.size : head.size + n])["revision"] == "rev"  # data a person can read, not a pickle
+    rev, loaded = read_cache(path)
+    assert rev == "rev"
+    for key in value:
+        if key in ("scalar", "matrix"):
+            assert np.array_equal(loaded[key], value[key]) and loaded[key].dtype == value[key].dtype
+        else:
+            assert loaded[key] == value[key] and type(loaded[key]) is type(value[key]), key
+    assert [type(x) for x in loaded["sets"][:2]] == [set, set] and type(loaded["counter"]) is Counter
