@@ -16,7 +16,7 @@ from .embed import OnnxEmbedder
 from .errors import AssistantError, ConfigError, DocumentsError, IndexUnavailableError, LLMError, QuestionError
 from .filecheck import Changes, Files, check_answer, current_contexts, stale_note
 from .followup import check_messages, needs_rewrite, standalone
-from .index import CollectionGone, Index
+from .index import CollectionGone, Index, storage_problem
 from .index import rebuild as rebuild_index
 from .llm import LLMAnswerer, LLMClient, load_prompt
 from .redact import redact_url
@@ -272,6 +272,9 @@ class Assistant:
                 f"The Chroma server at {s.chroma_host}:{s.chroma_port} stopped answering {what} "
                 f"({type(exc).__name__}: {exc}). {after}"
             )
+        problem = storage_problem(s.resolved_index_dir(), exc)  # a full or read-only disk: rebuilding cannot help
+        if problem:
+            return IndexUnavailableError(problem)
         return IndexUnavailableError(
             f"The index at {s.resolved_index_dir()} failed {what} ({type(exc).__name__}: {exc}). "
             "If this repeats, rebuild it with: assistant ingest --rebuild (the current index is kept until the "

@@ -208,6 +208,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         _out(f"Skipped {plural(len(report.skipped), 'file')}:")
         for note in report.skipped:
             _out(f"  {_skipped(note)}")
+    if report.files_total == 0 and report.chunks_total:  # the index keeps what it could not read this time
+        _out(f"warning: no article in {shown(str(docs))} could be read this time (see above); the index keeps "
+             f"their previous versions ({plural(report.chunks_total, 'chunk')}) and answers from them while their "
+             "files still hold the quoted text. Fix what is named above, then run: "
+             f"assistant ingest {shlex.quote(str(docs))}")
+        return 1
     if report.files_total == 0:
         _err(f"Error: {shown(str(docs))} has no readable .txt, .md or .markdown articles, so its index is empty. "
              f"Add some, then run: assistant ingest {shlex.quote(str(docs))}")

@@ -7,22 +7,33 @@ An on-disk index folder holds generations: ``CURRENT`` names the folder (``gen-<
 database in use. ``--rebuild`` builds a new generation beside the working one and switches ``CURRENT`` only
 when it is complete, so a failed rebuild loses nothing; other processes notice the switch on their next
 question and reopen. Readers never take the writers' lock.
+
+Nothing a folder holds is trusted: CURRENT must name a generation exactly as this assistant writes it, a
+folder that holds other programs' files is refused rather than written to, only what this assistant (or
+Chroma for it) created is ever deleted, and the caches are data (JSON and raw arrays), never code.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import gc
 import hashlib
+import importlib
+import json
 import logging
 import mmap
 import os
-import pickle
+import re
 import shutil
+import sqlite3
+import stat
 import struct
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,15 +41,13 @@ from typing import Any
 
 from . import ingest
 from .embed import OnnxEmbedder
-from .errors import DocumentsError, IndexUnavailableError
+from .errors import AssistantError, DocumentsError, IndexUnavailableError
 from .schema import SyncReport
 from .settings import Settings
 from .text import split_sentences
 
 log = logging.getLogger(__name__)
 
-COLLECTION_PREFIX = "articles_"
-SENTENCE_PREFIX = "sentences_"
 _GET_PAGE = 5000
 _WRITE_BATCH = 512  # chunks embedded together: long enough for length-sorted batches to pay off
 _UPSERT_PAGE = 4000
@@ -54,6 +63,131 @@ class CollectionGone(IndexUnavailableError):
     """The collection was deleted (by another process's sync with other settings, or a rebuild)."""
 
 
+# --- what an index folder holds, and what may be deleted there -------------------------------------------
+INDEX_MARKER = ".assistant-index"  # in every index folder this assistant uses
+GENERATION_MARKER = ".assistant-generation"  # in every generation folder it makes
+_GENERATION = re.compile(r"gen-[0-9a-f]{12}")  # exactly the names _new_generation gives
+_OUR_COLLECTION = re.compile(r"(?:articles|sentences)_[0-9a-f]{12}(?:_([A-Za-z0-9][A-Za-z0-9_-]*))?")
+_REBUILD_TAG = re.compile(r"-rebuild-[0-9a-f]{8}$")
+_CHROMA_SEGMENT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # Chroma's folders
+_CHROMA_FILES = ("chroma.sqlite3", "chroma.sqlite3-wal", "chroma.sqlite3-shm", "chroma.sqlite3-journal")
+_CACHE_DIR = "retrieval-cache"
+_CACHE_FILE = re.compile(r".+\.(?:cache|pickle|tmp\d+)")  # caches, their temporary files, the format before 4
+_UNCLAIMED = re.compile(r"\.sync\.lock|CURRENT\.tmp\d+")  # what an older version left before the first index
+_MIN_FREE = 1 << 20  # with less room than this nothing is started: Chroma fails there, or hangs reading
+_LOW_FREE = 64 << 20  # a write that failed with less room than this failed for want of room
+_FULL = re.compile(r"disk is full|no space left|os error 28\b|quota exceeded|os error 122\b", re.IGNORECASE)
+_READ_ONLY = re.compile(r"readonly database|read-only file system|os error 30\b|permission denied|os error 13\b",
+                        re.IGNORECASE)
+_KINDS = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFDIR: "a folder", stat.S_IFCHR: "a device",
+          stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
+
+
+def _not_a_file(path: Path, what: str) -> str:
+    return (f"{path} is {what}, not the file the assistant keeps there (something other than the assistant "
+            "made it). Remove it and run the command again.")
+
+
+def _open_regular(path: Path, flags: int = os.O_RDONLY) -> int:
+    """A descriptor of path, which must be a regular file: a FIFO would block forever and a link could lead
+    anywhere, so either is refused with a message naming it. FileNotFoundError when it is missing."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR):
+            raise IndexUnavailableError(_not_a_file(path, "a symbolic link" if exc.errno == errno.ELOOP
+                                                    else "a folder")) from None
+        raise
+    kind = stat.S_IFMT(os.fstat(fd).st_mode)
+    if kind != stat.S_IFREG:
+        os.close(fd)
+        raise IndexUnavailableError(_not_a_file(path, _KINDS.get(kind, "not a regular file")))
+    return fd
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    """Create path (it must not exist: never written through a link someone left there) holding data."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
+def _read_small(path: Path, limit: int = 4096) -> bytes | None:
+    """The first bytes of a small file the assistant keeps (CURRENT), None when it is missing."""
+    try:
+        fd = _open_regular(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise IndexUnavailableError(f"Cannot read {path} ({exc.strerror or exc}).") from None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(limit)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def storage_problem(path: Path, exc: BaseException | None = None) -> str | None:
+    """The disk under path as the cause of a failure (exc) or of one to come (no exc): a read-only folder or
+    a full disk, said as such, since rebuilding cannot help there. None when the disk is not the problem.
+    Chroma does not always say why a write failed ("Failed to apply logs"), so the disk itself is asked."""
+    texts: list[str] = []
+    codes: set[int] = set()
+    seen = exc
+    while seen is not None and len(texts) < 8:
+        texts.append(str(seen))
+        if isinstance(seen, OSError) and seen.errno:
+            codes.add(seen.errno)
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(texts)
+    where = Path(path)
+    while not where.exists() and where.parent != where:
+        where = where.parent
+    try:
+        fs: os.statvfs_result | None = os.statvfs(where)
+    except OSError:
+        fs = None
+    if fs is not None and fs.f_flag & os.ST_RDONLY:
+        why = " (its file system is mounted read-only)"
+    elif not os.access(where, os.W_OK):
+        why = " (you have no permission to write there)"
+    elif codes & {errno.EROFS, errno.EACCES, errno.EPERM} or _READ_ONLY.search(text):
+        why = ""
+    else:
+        why = None
+    if why is not None:
+        return (f"The index folder {path} is read-only{why}: the assistant writes there to open the index and "
+                "to sync it. Make it writable, or point --index (ASSISTANT_INDEX_DIR) at a folder you can "
+                "write to.")
+    free = fs.f_bavail * fs.f_frsize if fs is not None and fs.f_blocks else None
+    low = _LOW_FREE if exc is not None else _MIN_FREE
+    if codes & {errno.ENOSPC, errno.EDQUOT} or _FULL.search(text) or (free is not None and free < low):
+        room = f" ({_size(free)} free)" if free is not None else ""
+        return (f"The disk holding the index {path} is full{room}. Free space on it, or point --index "
+                "(ASSISTANT_INDEX_DIR) at a folder on a disk with room, and run the command again (a rebuild "
+                "would need more room, not less).")
+    return None
+
+
 def _writable_dir(path: Path) -> Path:
     """Create path if needed; a folder that cannot be made says which setting to change."""
     try:
@@ -66,49 +200,157 @@ def _writable_dir(path: Path) -> Path:
     return path
 
 
+def _namespace_of(name: str) -> str | None:
+    """The folder namespace of one of this assistant's collection names ("" for the unnamespaced ones of
+    older versions); None for a name this assistant does not give."""
+    m = _OUR_COLLECTION.fullmatch(_REBUILD_TAG.sub("", name))
+    return None if m is None else (m.group(1) or "")
+
+
+def _not_this_folders(names: list[str], namespace: str) -> list[str]:
+    """The collections of other documents folders (or other programs) among names."""
+    return [n for n in names if _namespace_of(n) not in ("", namespace)]
+
+
+def _collections_in(db: Path) -> list[str] | None:
+    """The collection names in a Chroma database, read without Chroma (which would migrate a database that
+    is not its own) and without changing it; None when there is no database there that can be read."""
+    if not _is_file(db):
+        return None
+    try:
+        uri = f"{db.resolve().as_uri()}?mode=ro&immutable=1"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as con:
+            return [str(row[0]) for row in con.execute("SELECT name FROM collections")]
+    except (sqlite3.Error, OSError, ValueError):
+        return None
+
+
+def _old_layout(root: Path) -> bool:
+    """Whether root is an index made before generations: Chroma's files in root itself, with our collections."""
+    if not _is_file(root / "chroma.sqlite3"):
+        return False
+    if _is_file(root / INDEX_MARKER):
+        return True
+    return any(_namespace_of(n) is not None for n in _collections_in(root / "chroma.sqlite3") or [])
+
+
+def _foreign_files(root: Path) -> list[str]:
+    """What root holds that shows it is not an index folder of this assistant: empty when it is one (or
+    new, or empty)."""
+    try:
+        entries = list(os.scandir(root))
+    except OSError:  # missing (it will be made) or unreadable (making it says why)
+        return []
+    names = sorted(e.name for e in entries if not _UNCLAIMED.fullmatch(e.name))
+    if not names or _is_file(root / INDEX_MARKER) or _old_layout(root):
+        return []
+    with contextlib.suppress(AssistantError):
+        if _GENERATION.fullmatch((_read_small(root / "CURRENT", 256) or b"").decode("ascii", "replace").strip()):
+            return []  # an index made before the markers existed (its generation may be gone)
+    for e in entries:  # generations made before the markers existed
+        gen = Path(e.path)
+        if _GENERATION.fullmatch(e.name) and _is_dir(gen) and (
+            _is_file(gen / GENERATION_MARKER) or _is_file(gen / "chroma.sqlite3")
+        ):
+            return []
+    return names
+
+
+def claim_index_dir(settings: Settings) -> Path:
+    """The on-disk index folder, made (or checked) before anything is written there: a new or empty folder
+    becomes an index folder of this assistant (marked with INDEX_MARKER), one it made before is used, and one
+    that holds anything else is refused, so no other program's files are ever written among or deleted."""
+    root = settings.resolved_index_dir()
+    foreign = _foreign_files(root)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise IndexUnavailableError(
+            f"{root} is not an index folder of this assistant: it already holds other files ({shown}), which "
+            "the assistant will neither write among nor delete. Point --index (ASSISTANT_INDEX_DIR) at a new "
+            "or empty folder, or at an index folder the assistant made."
+        )
+    _writable_dir(root)
+    if not os.path.lexists(root / INDEX_MARKER):
+        with contextlib.suppress(OSError):  # a read-only index can still be read
+            _write_new(root / INDEX_MARKER, b"An index folder of the assistant: rebuilt from the articles when "
+                       b"deleted (assistant ingest). It deletes nothing here that it did not write.\n")
+    return root
+
+
+def generation_dir(root: Path, name: str | bytes) -> Path:
+    """The generation folder a CURRENT file names, strictly inside root: only the exact names the assistant
+    gives (gen-<12 hex digits>) are accepted, so CURRENT can never lead to '..', '/' or anywhere else."""
+    text = (name.decode("ascii", "replace") if isinstance(name, bytes) else name).strip()
+    if not _GENERATION.fullmatch(text):
+        raise IndexUnavailableError(
+            f"{root / 'CURRENT'} does not name an index generation (it should hold one line like "
+            f"gen-0123456789ab; it holds {text[:40]!r}). Run assistant ingest --rebuild: it builds the index "
+            "again and writes a new CURRENT."
+        )
+    return root / text
+
+
 def current_generation(settings: Settings) -> Path | None:
     """The folder of the on-disk index in use: the one CURRENT names, the index folder itself for an index
     made before generations existed, or None when there is no index yet."""
     root = settings.resolved_index_dir()
-    try:
-        name = (root / "CURRENT").read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        name = ""
-    except OSError as exc:
-        raise IndexUnavailableError(f"Cannot read {root / 'CURRENT'} ({exc.strerror}).") from None
-    if name and "/" not in name and (root / name).is_dir():
-        return root / name
-    if (root / "chroma.sqlite3").exists():
+    name = _read_small(root / "CURRENT", 256)
+    if name is not None:
+        gen = generation_dir(root, name)
+        if _is_dir(gen):
+            return gen
+    if _old_layout(root):
         return root
     return None
 
 
 def _set_current(root: Path, gen: Path) -> None:
     tmp = root / f"CURRENT.tmp{os.getpid()}"
-    tmp.write_text(gen.name + "\n", encoding="utf-8")
+    tmp.unlink(missing_ok=True)
+    _write_new(tmp, f"{gen.name}\n".encode())
     os.replace(tmp, root / "CURRENT")
 
 
 def _new_generation(root: Path) -> Path:
     gen = root / f"gen-{uuid.uuid4().hex[:12]}"
-    _writable_dir(gen)
+    try:
+        gen.mkdir()
+        _write_new(gen / GENERATION_MARKER, b"A generation of the assistant's index (see CURRENT beside it).\n")
+    except OSError as exc:
+        raise IndexUnavailableError(
+            storage_problem(root, exc) or f"Cannot create {gen} ({exc.strerror or exc}). Set "
+            "ASSISTANT_INDEX_DIR (or --index) to a folder you can write to."
+        ) from None
     return gen
 
 
-def _drop_generation(root: Path, gen: Path | None) -> None:
-    """Delete an index generation that is no longer CURRENT (for the pre-generation layout: its files)."""
-    if gen is None:
+def _drop_generation(root: Path, gen: Path) -> None:
+    """Delete an index generation that is no longer in use: only what the assistant and Chroma wrote there
+    (Chroma's database and segment folders, the caches, the marker), then the folder if nothing else is
+    left in it. For an index made before generations, gen is root itself, and root stays."""
+    if gen != root and (gen.parent != root or not _GENERATION.fullmatch(gen.name)):
+        raise ValueError(f"{gen} is not a generation of the index {root}")
+    if not _is_dir(gen):
         return
+    for entry in os.scandir(gen):
+        try:
+            if entry.name in (*_CHROMA_FILES, GENERATION_MARKER) and not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.path)
+            elif _CHROMA_SEGMENT.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            elif entry.name == _CACHE_DIR and entry.is_dir(follow_symlinks=False):
+                for cache in os.scandir(entry.path):
+                    if _CACHE_FILE.fullmatch(cache.name) and not cache.is_dir(follow_symlinks=False):
+                        os.unlink(cache.path)
+                os.rmdir(entry.path)
+        except OSError as exc:
+            log.warning("could not delete %s (%s)", entry.path, exc)
     if gen != root:
-        shutil.rmtree(gen, ignore_errors=True)
-        return
-    for child in root.iterdir():  # the old layout: Chroma's files sit beside CURRENT and the generations
-        if child.name in ("CURRENT", ".sync.lock") or child.name.startswith("gen-"):
-            continue
-        if child.is_dir():
-            shutil.rmtree(child, ignore_errors=True)
-        else:
-            child.unlink(missing_ok=True)
+        try:
+            gen.rmdir()
+        except OSError:
+            left = ", ".join(sorted(os.listdir(gen))[:3])
+            log.warning("kept %s: it holds files the assistant did not write (%s)", gen, left)
 
 
 def _forget_client(path: Path) -> None:
@@ -141,14 +383,17 @@ def open_client(settings: Settings, path: Path | None = None) -> Any:
         return client
     assert path is not None
     _writable_dir(path)
+    problem = storage_problem(path)  # on a full disk Chroma can hang in its first read: say so before
+    if problem:
+        raise IndexUnavailableError(problem)
     try:
         client = chromadb.PersistentClient(path=str(path), settings=_chroma_settings())
         client.list_collections()
     except Exception as exc:
         raise IndexUnavailableError(
-            f"The index at {path} cannot be opened ({type(exc).__name__}: {exc}). It may be "
-            f"corrupted. Rebuild it from the articles with: assistant ingest --rebuild "
-            f"(the damaged copy is kept until the new one is complete)."
+            storage_problem(path, exc) or f"The index at {path} cannot be opened ({type(exc).__name__}: {exc}). "
+            "It may be corrupted. Rebuild it from the articles with: assistant ingest --rebuild "
+            "(the damaged copy is kept until the new one is complete)."
         ) from None
     return client
 
@@ -165,7 +410,7 @@ def sync_lock(settings: Settings) -> Iterator[None]:
     if settings.chroma_host:
         yield
         return
-    root = _writable_dir(settings.resolved_index_dir())
+    root = claim_index_dir(settings)
     key = str(root.resolve())
     with _held_lock:
         rlock = _path_locks.setdefault(key, threading.RLock())
@@ -178,51 +423,228 @@ def sync_lock(settings: Settings) -> Iterator[None]:
                 _held[key] -= 1
             return
         try:
-            fh = open(root / ".sync.lock", "w")  # noqa: SIM115  (held across the yield)
+            fd = _open_regular(root / ".sync.lock", os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise IndexUnavailableError(
-                f"Cannot write the lock file in {root} ({exc.strerror}). Set ASSISTANT_INDEX_DIR to a folder "
-                "you can write to."
+                storage_problem(root, exc) or f"Cannot write the lock file in {root} ({exc.strerror}). Set "
+                "ASSISTANT_INDEX_DIR to a folder you can write to."
             ) from None
-        with fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             _held[key] = 1
             try:
                 yield
             finally:
                 _held[key] = 0
-                fcntl.flock(fh, fcntl.LOCK_UN)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
 
 
-_CACHE_FORMAT = 5
+# --- caches: data only ---------------------------------------------------------------------------------
+# A cache file is a header, JSON for the structure and raw NumPy arrays, aligned, that read_cache maps from
+# the file. Decoding builds only plain data, NumPy arrays of numbers and the classes named in _CACHE_TYPES
+# (their attributes set from the data), so a cache from a copied or shared index folder can never run code.
+_CACHE_FORMAT = 6  # 6: data only; 5 and before were pickles, which are never read again
 _CACHE_MAGIC = b"ASTCACHE"
-_CACHE_HEAD = struct.Struct("<8sQQQ")  # magic, format, number of arrays, pickle length
+_CACHE_HEAD = struct.Struct("<8sQQ32s")  # magic, format, length of the JSON, its SHA-256
 _ALIGN = 64
+_CACHE_TYPES = {  # name in the file: (module, class); nothing else is ever made from a cache
+    "StoredChunks": ("assistant.index", "StoredChunks"),
+    "Corpus": ("assistant.retrieve", "Corpus"),
+    "ChunkTable": ("assistant.retrieve", "ChunkTable"),
+    "Strings": ("assistant.retrieve", "Strings"),
+    "Sentences": ("assistant.retrieve", "Sentences"),
+    "BM25": ("bm25s", "BM25"),
+}
+_PLAIN = (str, int, float, bool, type(None))
+_SEP = "\x7f"  # joins the cache's strings into one JSON string (JSON leaves it unescaped; text never holds it)
+
+
+def _cache_type(name: str) -> type[Any]:
+    module, attr = _CACHE_TYPES[name]
+    cls = getattr(importlib.import_module(module), attr)
+    assert isinstance(cls, type)
+    return cls
+
+
+class _Encoder:
+    """A value as JSON-ready data, its NumPy arrays set aside (see _decode for the tags). The strings of
+    lists of strings (a dict's keys included) are kept once each, in one table, and the lists as arrays of
+    their numbers; lists of integers are arrays too: loading 100k strings from one string is several times
+    faster than from 100k JSON strings, and a term kept in several structures is one string again."""
+
+    def __init__(self) -> None:
+        self.arrays: list[Any] = []
+        self.strings: dict[str, int] = {}
+        self._names = {_cache_type(name): name for name in _CACHE_TYPES}
+
+    def _array(self, a: Any) -> int:
+        self.arrays.append(a)
+        return len(self.arrays) - 1
+
+    def _list(self, items: list[Any]) -> Any:
+        import numpy as np
+
+        if items and all(type(x) is str and _SEP not in x for x in items):
+            numbers = [self.strings.setdefault(x, len(self.strings)) for x in items]
+            return {"J": self._array(np.array(numbers, dtype=np.int64))}
+        if len(items) > 16 and all(type(x) is int for x in items):
+            with contextlib.suppress(OverflowError):
+                return {"I": self._array(np.array(items, dtype=np.int64))}
+        if all(isinstance(x, _PLAIN) for x in items):
+            return {"F": items}
+        for kind, tag in ((set, "GS"), (list, "GL")):  # many small sets or lists of strings: one list
+            if len(items) > 16 and all(type(x) is kind and all(type(y) is str for y in x) for x in items):
+                return {tag: [self._list([y for x in items for y in x]), self._list([len(x) for x in items])]}
+        return [self(x) for x in items]
+
+    def __call__(self, v: Any) -> Any:
+        import numpy as np
+
+        if isinstance(v, _PLAIN):
+            return v
+        if isinstance(v, list):
+            return self._list(v)
+        if isinstance(v, tuple):
+            return {"T": self._list(list(v))}
+        if isinstance(v, set | frozenset):
+            return {"S": self._list(list(v))}
+        if type(v) in (dict, Counter):
+            tag = "C" if isinstance(v, Counter) else "D"
+            return {tag: {"k": self._list(list(v)), "v": self._list(list(v.values()))}}
+        if isinstance(v, np.ndarray | np.generic):
+            a = np.asarray(v)
+            if a.dtype.kind not in "biuf":
+                raise TypeError(f"cannot cache an array of {a.dtype}")
+            a = a if a.flags.c_contiguous else a.copy(order="C")  # (np.ascontiguousarray makes a number 1-d)
+            return {"A" if isinstance(v, np.ndarray) else "N": self._array(a)}
+        name = self._names.get(type(v))
+        if name is None:
+            raise TypeError(f"cannot cache a {type(v).__name__}")
+        state = v.__getstate__()
+        if not isinstance(state, dict):
+            raise TypeError(f"cannot cache a {type(v).__name__} (its state is not a dict)")
+        return {"O": name, "s": {k: self(x) for k, x in state.items()}}
+
+
+def _decode(v: Any, arrays: list[Any], strings: list[str]) -> Any:
+    """The value _Encoder wrote. A list holds values; {"J": i} is a list of strings (their numbers in the
+    string table are array i), {"I": i}
+    a list of integers (array i), {"F": list} a list of plain values, {"GS"/"GL": [all, sizes]} a list of sets
+    or lists of strings, {"T": list} a tuple, {"S": list} a set,
+    {"D"/"C": {"k": keys, "v": values}} a dict or Counter, {"A": i} array i, {"N": i} its one number, and
+    {"O": name, "s": attributes} an object of one of the _CACHE_TYPES. Anything else is an error."""
+    if isinstance(v, _PLAIN):
+        return v
+    if isinstance(v, list):
+        return [_decode(x, arrays, strings) for x in v]
+    if not isinstance(v, dict) or not v:
+        raise ValueError("not a cache value")
+    tag, body = next(iter(v.items()))
+    if len(v) != (2 if tag == "O" else 1):
+        raise ValueError("not a cache value")
+    if tag == "F" and isinstance(body, list) and all(isinstance(x, _PLAIN) for x in body):
+        return body
+    if tag in ("J", "I", "A", "N") and type(body) is int and 0 <= body < len(arrays):
+        a = arrays[body]
+        if tag in ("J", "I"):
+            if a.ndim != 1 or a.dtype.kind not in "iu":
+                raise ValueError("not a list of integers")
+            return a.tolist() if tag == "I" else list(map(strings.__getitem__, a.tolist()))
+        return a if tag == "A" else a[()]
+    if tag in ("GS", "GL") and isinstance(body, list) and len(body) == 2:
+        flat, sizes = _decode(body[0], arrays, strings), _decode(body[1], arrays, strings)
+        if (not isinstance(flat, list) or not isinstance(sizes, list) or not all(type(n) is int and n >= 0
+                                                                                 for n in sizes)
+                or sum(sizes) != len(flat)):
+            raise ValueError("not a cache group")
+        make = set if tag == "GS" else list
+        out, at = [], 0
+        for n in sizes:
+            out.append(make(flat[at : at + n]))
+            at += n
+        return out
+    if tag in ("T", "S"):
+        items = _decode(body, arrays, strings)
+        if not isinstance(items, list):
+            raise ValueError("not a cache tuple or set")
+        return tuple(items) if tag == "T" else set(items)
+    if tag in ("D", "C") and isinstance(body, dict) and set(body) == {"k", "v"}:
+        keys, values = _decode(body["k"], arrays, strings), _decode(body["v"], arrays, strings)
+        if not isinstance(keys, list) or not isinstance(values, list) or len(keys) != len(values):
+            raise ValueError("not a cache dict")
+        return Counter(dict(zip(keys, values))) if tag == "C" else dict(zip(keys, values))
+    if tag == "O" and isinstance(v.get("s"), dict) and body in _CACHE_TYPES:
+        state = {k: _decode(x, arrays, strings) for k, x in v["s"].items()}
+        if any(k.startswith("__") for k in state):
+            raise ValueError("not a cache object")
+        cls = _cache_type(body)
+        obj = object.__new__(cls)
+        setstate = getattr(obj, "__setstate__", None)
+        if setstate is not None:
+            setstate(state)
+        else:
+            obj.__dict__.update(state)
+        return obj
+    raise ValueError(f"not a cache value (tag {str(tag)[:10]!r})")
 
 
 def read_cache(path: Path) -> tuple[str, Any]:
-    """(revision, value) as write_cache stored them at path, or ("", None) if missing or damaged.
+    """(revision, value) as write_cache stored them at path, or ("", None) if missing, damaged or foreign:
+    a cache that cannot be read is built again, never trusted, and never runs anything.
 
     The arrays in the value are mapped from the file, not read: a new process pays only for the pages it
     touches (a question touches a few rows of the sentence vectors). The file is replaced, never rewritten,
     so a mapping stays valid while another process saves a newer state."""
-    if not path.exists():
+    import numpy as np
+
+    try:
+        fd = _open_regular(path)
+    except FileNotFoundError:
+        return "", None
+    except (OSError, IndexUnavailableError) as exc:
+        log.warning("ignoring the cache %s (%s): rebuilding it from the index", path, exc)
         return "", None
     try:
-        with open(path, "rb") as fh:
+        with os.fdopen(fd, "rb") as fh:
             mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-        head = _CACHE_HEAD.size
-        magic, fmt, n_buffers, pickle_len = _CACHE_HEAD.unpack_from(mm, 0)
+        magic, fmt, json_len, digest = _CACHE_HEAD.unpack_from(mm, 0)
         if magic != _CACHE_MAGIC or fmt != _CACHE_FORMAT:
+            log.info("ignoring the cache %s (another format): rebuilding it from the index", path)
             return "", None
-        spans = [struct.unpack_from("<QQ", mm, head + 16 * i) for i in range(n_buffers)]
-        start = head + 16 * n_buffers
-        if start + pickle_len > len(mm) or any(off + size > len(mm) for off, size in spans):
+        start = _CACHE_HEAD.size
+        if start + json_len > len(mm):
             raise ValueError("the file is shorter than its header says")
+        data = mm[start : start + json_len]
+        if hashlib.sha256(data).digest() != digest:
+            raise ValueError("its checksum does not match")
+        doc = json.loads(data.decode("utf-8", "surrogatepass"))
         view = memoryview(mm)
-        rev, value = pickle.loads(view[start : start + pickle_len],
-                                  buffers=[view[off : off + size] for off, size in spans])
-        return str(rev), value
+        base = start + json_len + -(start + json_len) % _ALIGN
+        arrays = []
+        for dtype, shape, rel, size in doc["arrays"]:
+            dt = np.dtype(str(dtype))
+            if (dt.kind not in "biuf" or dt.hasobject or not all(type(n) is int and n >= 0 for n in shape)
+                    or type(rel) is not int or rel < 0 or type(size) is not int
+                    or size != int(np.prod(shape, dtype=np.int64)) * dt.itemsize):
+                raise ValueError("an array's description is not valid")
+            offset = base + rel
+            if offset + size > len(mm):
+                raise ValueError("the file is shorter than its header says")
+            arrays.append(np.frombuffer(view, dtype=dt, count=size // dt.itemsize, offset=offset).reshape(shape)
+                          if size else np.zeros(shape, dtype=dt))
+        rev = doc["revision"]
+        if not isinstance(rev, str):
+            raise ValueError("no revision")
+        strings = doc["strings"].split(_SEP) if doc["strings"] else []
+        collecting = gc.isenabled()
+        gc.disable()  # hundreds of thousands of new objects, none of them garbage: don't look for cycles
+        try:
+            return rev, _decode(doc["value"], arrays, strings)
+        finally:
+            if collecting:
+                gc.enable()
     except Exception as exc:  # a damaged cache is rebuilt from the index, never trusted
         log.warning("ignoring the cache %s (%s): rebuilding it from the index", path, exc)
     return "", None
@@ -231,31 +653,34 @@ def read_cache(path: Path) -> tuple[str, Any]:
 def write_cache(path: Path, revision: str, value: Any) -> None:
     """Save derived state atomically; failure only costs the next process a rebuild.
 
-    Layout: a header, the pickle of (revision, value) with its NumPy arrays left out (protocol 5 out-of-band
-    buffers), then each array's bytes, aligned, so read_cache can map them."""
+    Layout: a header, JSON of the revision, the value with its NumPy arrays left out and the arrays' types,
+    shapes and places, then each array's bytes, aligned, so read_cache can map them."""
+    import numpy as np
+
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
-        buffers: list[pickle.PickleBuffer] = []
-        data = pickle.dumps((revision, value), protocol=5, buffer_callback=buffers.append)
-        raws = [b.raw() for b in buffers]
-        head = _CACHE_HEAD.size + 16 * len(raws)
-        offset, spans = head + len(data), []
-        for raw in raws:
+        encode = _Encoder()
+        tree = encode(value)
+        meta: list[list[Any]] = []
+        offset = 0  # from the start of the arrays, the first aligned byte after the JSON
+        for a in encode.arrays:
             offset += -offset % _ALIGN
-            spans.append((offset, raw.nbytes))
-            offset += raw.nbytes
+            meta.append([a.dtype.str, list(a.shape), offset, a.nbytes])
+            offset += a.nbytes
+        body = json.dumps({"revision": revision, "arrays": meta, "strings": _SEP.join(encode.strings), "value": tree},
+                          ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            fh.write(_CACHE_HEAD.pack(_CACHE_MAGIC, _CACHE_FORMAT, len(raws), len(data)))
-            for span in spans:
-                fh.write(struct.pack("<QQ", *span))
-            fh.write(data)
-            for (off, _), raw in zip(spans, raws):
-                fh.write(b"\0" * (off - fh.tell()))
-                fh.write(raw)
+        tmp.unlink(missing_ok=True)
+        with open(tmp, "xb") as fh:
+            fh.write(_CACHE_HEAD.pack(_CACHE_MAGIC, _CACHE_FORMAT, len(body), hashlib.sha256(body).digest()))
+            fh.write(body)
+            base = fh.tell() + -fh.tell() % _ALIGN
+            for (_, _, off, _), a in zip(meta, encode.arrays):
+                fh.write(b"\0" * (base + off - fh.tell()))
+                fh.write(a.reshape(-1).view(np.uint8))
         os.replace(tmp, path)
         path.with_suffix(".pickle").unlink(missing_ok=True)  # the format before 4: a plain pickle
-    except OSError as exc:
+    except (OSError, TypeError, ValueError) as exc:
         log.warning("could not save the cache %s (%s); the next process will rebuild it", path, exc)
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -332,6 +757,8 @@ class Index:
         self.names = names or (settings.collection_name(), settings.sentence_collection_name())
         self.path: Path | None = None  # the on-disk generation (None with a Chroma server)
         if not settings.chroma_host:
+            if path is None:
+                claim_index_dir(settings)
             self.path = path or current_generation(settings)
             if self.path is None:  # no index yet: make the first generation (once, under the writers' lock)
                 with sync_lock(settings):
@@ -375,7 +802,8 @@ class Index:
                 last = exc
                 time.sleep(0.05)
         raise IndexUnavailableError(
-            f"Cannot open the collection {name} ({last}). Rebuild the index: assistant ingest --rebuild."
+            (storage_problem(self.path, last) if self.path is not None else None)
+            or f"Cannot open the collection {name} ({last}). Rebuild the index: assistant ingest --rebuild."
         ) from None
 
     def count(self) -> int:
@@ -448,16 +876,18 @@ class Index:
             yield from zip(page["ids"], page["metadatas"], page["documents"])
 
     def _drop_stale_collections(self) -> None:
-        """Drop this folder's collections built with other settings (and unnamespaced ones of older
-        versions); other folders' collections in the same Chroma are left alone."""
+        """Drop this folder's collections built with other settings (its namespace, another fingerprint);
+        other folders' and other programs' collections in the same Chroma are left alone. Unnamespaced ones
+        of older versions go too, unless other folders share this Chroma (whose they are cannot be told)."""
         keep = set(self.names) | {self.settings.collection_name(), self.settings.sentence_collection_name()}
-        ns = f"_{self.settings.namespace()}"
-        for col in self.client.list_collections():
-            name = col if isinstance(col, str) else col.name
-            if not name.startswith((COLLECTION_PREFIX, SENTENCE_PREFIX)) or name in keep or "-rebuild-" in name:
+        ns = self.settings.namespace()
+        names = [col if isinstance(col, str) else col.name for col in self.client.list_collections()]
+        shared = bool(_not_this_folders(names, ns))
+        for name in names:
+            if name in keep or "-rebuild-" in name:
                 continue
-            legacy = name.count("_") == 1
-            if name.endswith(ns) or legacy:
+            owner = _namespace_of(name)
+            if owner == ns or (owner == "" and not shared):
                 log.info("dropping collection %s built with other settings", name)
                 with contextlib.suppress(Exception):  # another process may have dropped it first
                     self.client.delete_collection(name)
@@ -518,9 +948,12 @@ class Index:
                 except DocumentsError as exc:
                     log.info("%s", exc)  # in the report: the caller says it once
                     report.skipped.append(str(exc))
-            if not docs:  # an emptied folder empties the index: deleted articles are never cited again
-                log.info("no readable .txt/.md articles in %s: the index will hold none", docs_dir)
             stored = self.stored()
+            if not docs:  # an emptied folder empties the index: deleted articles are never cited again
+                kept = sum(1 for s in stored.ids_by_source if s in present)
+                log.info("no readable .txt/.md articles in %s: %s", docs_dir,
+                            f"the index keeps the previous versions of the {kept} it could not read this time"
+                            if kept else "the index will hold none")
             self._dirty = False
             # Sources we could not read this time keep their previous chunks: nothing is lost.
             gone = [s for s in stored.ids_by_source if s not in present and not found.unseen(s)]
@@ -706,36 +1139,73 @@ class _Pending:
 
 def rebuild(settings: Settings, embedder: OnnxEmbedder, docs_dir: Path) -> SyncReport:
     """Build the index again from the articles, beside the one in use, and switch to it only when it is
-    complete: a rebuild that fails (or is killed) leaves the working index as it was."""
+    complete: a rebuild that fails (or is killed) leaves the working index as it was.
+
+    On disk the new index is a new generation, unless the one in use also holds other documents folders'
+    collections: then, as on a Chroma server, this folder's collections are built under other names in it
+    and renamed into place, and the others stay as they are. An unreadable CURRENT is replaced."""
     with sync_lock(settings):
         if settings.chroma_host:
-            tag = uuid.uuid4().hex[:8]
-            final = (settings.collection_name(), settings.sentence_collection_name())
-            fresh = Index(settings, embedder, names=(f"{final[0]}-rebuild-{tag}", f"{final[1]}-rebuild-{tag}"))
-            try:
-                report = fresh.sync(docs_dir)
-                for old, new in zip(final, (fresh.collection, fresh.sentences)):
-                    with contextlib.suppress(Exception):
-                        fresh.client.delete_collection(old)
-                    new.modify(name=old)
-            except BaseException:
-                for name in fresh.names:
-                    with contextlib.suppress(Exception):
-                        fresh.client.delete_collection(name)
-                raise
-            return report
+            return _rebuild_collections(settings, embedder, docs_dir, None)
         root = settings.resolved_index_dir()
-        old_gen = current_generation(settings)
+        problem = storage_problem(root)
+        if problem:
+            raise IndexUnavailableError(problem)
+        try:
+            old_gen = current_generation(settings)
+        except IndexUnavailableError as exc:  # a damaged CURRENT: the rebuild writes a new one
+            log.warning("%s", exc)
+            old_gen = None
+        others = _not_this_folders(_collections_in(old_gen / "chroma.sqlite3") or [], settings.namespace()) \
+            if old_gen is not None else []
+        if others:
+            try:
+                open_client(settings, old_gen)
+            except IndexUnavailableError as exc:
+                log.warning("%s: the collections of other folders in it (%s) cannot be kept", exc, ", ".join(others))
+            else:
+                log.info("the index also holds other folders' collections: rebuilding %s's in place", docs_dir)
+                return _rebuild_collections(settings, embedder, docs_dir, old_gen)
         gen = _new_generation(root)
         try:
             report = Index(settings, embedder, path=gen).sync(docs_dir)
         except BaseException:
             _forget_client(gen)
-            shutil.rmtree(gen, ignore_errors=True)
+            _drop_generation(root, gen)
             raise
         _set_current(root, gen)
         log.info("rebuilt the index in %s", gen)
-        if old_gen is not None:
-            _forget_client(old_gen)
-            _drop_generation(root, old_gen)
+        unused = {old_gen} if old_gen is not None else set()
+        unused |= {p for p in root.iterdir() if _GENERATION.fullmatch(p.name) and p != gen
+                   and _is_dir(p) and _is_file(p / GENERATION_MARKER)}  # left by rebuilds that were killed
+        for old in unused:
+            _forget_client(old)
+            _drop_generation(root, old)
         return report
+
+
+def _rebuild_collections(settings: Settings, embedder: OnnxEmbedder, docs_dir: Path, path: Path | None) -> SyncReport:
+    """Rebuild this folder's collections under other names in the same Chroma, then rename them into place."""
+    tag = uuid.uuid4().hex[:8]
+    final = (settings.collection_name(), settings.sentence_collection_name())
+    fresh = Index(settings, embedder, path=path, names=(f"{final[0]}-rebuild-{tag}", f"{final[1]}-rebuild-{tag}"))
+    caches = {kind: fresh.cache_path(kind) for kind in ("manifest", "corpus")}
+    try:
+        report = fresh.sync(docs_dir)
+        for old, new in zip(final, (fresh.collection, fresh.sentences)):
+            with contextlib.suppress(Exception):
+                fresh.client.delete_collection(old)
+            new.modify(name=old)
+    except BaseException:
+        for name in fresh.names:
+            with contextlib.suppress(Exception):
+                fresh.client.delete_collection(name)
+        for cache in caches.values():
+            with contextlib.suppress(OSError):
+                cache.unlink()
+        raise
+    fresh.names = final
+    for kind, cache in caches.items():  # the revision moves with the collection: so can its cache
+        with contextlib.suppress(OSError):
+            os.replace(cache, fresh.cache_path(kind))
+    return report

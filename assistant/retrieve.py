@@ -55,7 +55,7 @@ class _Rows(Sequence[T]):
 
 
 class Strings(_Rows[str]):
-    """Many strings as one UTF-8 byte array and offsets: pickled out of band and mapped back by read_cache,
+    """Many strings as one UTF-8 byte array and offsets: saved as raw arrays and mapped back by read_cache,
     where a list of 100k strings would be rebuilt object by object in every new process."""
 
     def __init__(self, items: Iterable[str] = ()) -> None:
@@ -77,7 +77,7 @@ class ChunkTable(_Rows[ChunkRecord]):
     """The indexed chunks, column by column, each chunk a ChunkRecord when asked for.
 
     Texts are one UTF-8 byte array and offsets are arrays, so a cached table is mapped from its file
-    (write_cache keeps arrays out of the pickle) instead of rebuilding 100k Python records in a new process.
+    (write_cache saves arrays as raw bytes) instead of rebuilding 100k Python records in a new process.
     """
 
     def __init__(self, records: Iterable[ChunkRecord] = ()) -> None:
