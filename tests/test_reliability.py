@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,10 +59,10 @@ def test_symlink_loops_and_dangling_links_are_harmless(seeds_copy: Path, tmp_pat
 def test_file_that_disappears_mid_sync(seeds_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = ingest_mod.load
 
-    def vanish(path: Path, docs_dir: Path, max_bytes: int) -> ingest_mod.Document:
+    def vanish(path: Path, docs_dir: Path, *args: Any) -> ingest_mod.Document:
         if path.name.startswith("003"):
             path.unlink()
-        return real(path, docs_dir, max_bytes)
+        return real(path, docs_dir, *args)
 
     monkeypatch.setattr(ingest_mod, "load", vanish)
     report = _kb(seeds_copy, tmp_path).sync()

@@ -230,7 +230,7 @@ def test_emptied_folder_stops_citing_deleted_files(seeds_copy: Path, tmp_path: P
     for p in seeds_copy.iterdir():
         p.unlink()
     done = _cli("--docs", str(seeds_copy), "--index", str(index), "ingest")
-    assert done.returncode == 1 and "5 removed" in done.stdout and "index is empty" in done.stdout
+    assert done.returncode == 1 and "5 removed" in done.stdout and "index is empty" in done.stderr
     with pytest.raises(DocumentsError, match="No articles are indexed"):
         kb.ask(TROOPS)
 
