@@ -74,13 +74,7 @@ class Server(subprocess.Popen[bytes]):
         self.stopped = True
         if self in Server.running:
             Server.running.remove(self)
-        if self.poll() is None:
-            self.terminate()
-            try:
-                self.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                self.wait(5)
+        _terminate(self)
 
     @classmethod
     def dead(cls) -> list[Server]:
@@ -124,10 +118,7 @@ def start_chroma(path: Path, port: int) -> tuple[Server, Path]:
     return proc, log
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if isinstance(proc, Server):
-        proc.stop()
-        return
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -135,6 +126,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if isinstance(proc, Server):
+        proc.stop()
+    else:
+        _terminate(proc)
 
 
 def smollm2_gguf() -> Path:
