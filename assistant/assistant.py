@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 import time
@@ -73,9 +72,6 @@ class Assistant:
             if settings is not None:
                 raise TypeError("Assistant() got two Settings: pass one, either first or as settings=")
             docs_dir, settings = None, docs_dir
-        for name, arg in (("docs_dir", docs_dir), ("index_dir", index_dir)):
-            if arg is not None and not isinstance(arg, (str, os.PathLike)):
-                raise ConfigError(f"{name} must be a folder path (str or pathlib.Path), not {type(arg).__name__}.")
         if settings is not None and not isinstance(settings, Settings):
             raise ConfigError(f"settings must be a Settings, not {type(settings).__name__}: pass Settings(...) or "
                               "the fields themselves as keyword arguments.")

@@ -380,7 +380,8 @@ def run_cli(args: Any) -> int:
         failures = check(metrics, thresholds)
         skipped = unmeasured(metrics, thresholds)
         if skipped and not args.limit:  # the whole set must measure what the gate checks
-            failures += [f"{name} was not measured: no question of the set tests it" for name in skipped]
+            failures += [f"{name} was not measured: no question of the set tests it (or the threshold's name is "
+                         "misspelled)" for name in skipped]
             skipped = []
         failed = failed or bool(failures)
         where = out / name
@@ -456,6 +457,8 @@ def conversations_cli(out: Path, config: dict[str, Any]) -> list[str]:
         parts[part] = conversation_scores(sel)[0]
     thresholds = config["thresholds"].get("conversations", {})
     failures = check(metrics, thresholds)
+    failures += [f"{name} was not measured: no conversation tests it (or the threshold's name is misspelled)"
+                 for name in unmeasured(metrics, thresholds)]
     where = out / "conversations"
     where.mkdir(parents=True, exist_ok=True)
     (where / "results.json").write_text(json.dumps({"metrics": metrics, "parts": parts, "failures": failures,

@@ -13,9 +13,10 @@ MASK = "***"
 
 #: URLs in running text (also inside quotes, as settings errors show them); malformed ones too (http://[::1)
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>`]+")
-#: user:password@ (or a lone token@) after the scheme: up to the last @ before the query, so that a password
-#: with a slash in it (http://u:pa/ss@host) is masked whole too
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^?#\s]*@")
+#: user:password@ (or a lone token@) after the scheme: up to the last @ of the URL, so that a password with a
+#: slash, ? or # in it (http://u:pa/ss@host, http://u:S3cr#et@host) is masked whole too; a URL whose query
+#: holds an @ (?email=a@b) loses its host as well: masking too much is the safe side
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)\S*@")
 #: query or fragment parameters whose name says they hold a secret (api-key, access_token, sig, password, …)
 _SECRET_PARAM = re.compile(
     r"([?&;#])([^=&;#\s]*(?:key|token|secret|pass|pwd|sig|auth|cred|session|code)[^=&;#\s]*)=([^&;#\s]*)",
@@ -37,7 +38,9 @@ def _secrets_in(url: str) -> list[str]:
     m = _USERINFO.match(url)
     if m:
         userinfo = url[len(m.group(1)) : m.end() - 1]
-        out += [userinfo, userinfo.partition(":")[2]]
+        password = userinfo.partition(":")[2]
+        # and the password as a URL parser reads it, cut at the first / ? or # (urllib's errors quote that)
+        out += [userinfo, password, re.split(r"[/?#]", password, maxsplit=1)[0]]
     out += [m.group(3) for m in _SECRET_PARAM.finditer(url)]
     return out
 

@@ -197,15 +197,31 @@ def save_upload(kb: Assistant, src: Path, original_name: str) -> str:
         article_text(data, name)  # the sync's own check
     except DocumentsError as exc:  # "x.md: skipped, looks like a binary file": here it is not added at all
         raise DocumentsError(str(exc).replace(": skipped, ", ": ", 1)) from None
-    target = docs / name
-    i = 1
-    while target.exists() and target.read_bytes() != data:  # never overwrite a different article
-        target = docs / f"{Path(name).stem}-{i}{Path(name).suffix}"
+    i = 0
+    while True:  # never overwrite a different article, never write through a link or into a pipe
+        target = docs / (name if i == 0 else f"{Path(name).stem}-{i}{Path(name).suffix}")
         i += 1
-    if target.resolve().parent != docs.resolve():
-        raise DocumentsError(f"{name}: refusing to write outside the documents folder")
-    target.write_bytes(data)
-    return target.name
+        if target.parent.resolve() != docs.resolve() or target.name in ("", ".", ".."):
+            raise DocumentsError(f"{name}: refusing to write outside the documents folder")
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                         0o644)
+        except FileExistsError:  # the same bytes are already there: nothing to add; else try the next name
+            if _holds(target, data, docs, kb.settings.max_upload_bytes):
+                return target.name
+            continue
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return target.name
+
+
+def _holds(path: Path, data: bytes, docs: Path, max_bytes: int) -> bool:
+    """Whether the article at path holds exactly data, read the way a sync reads it (a link, a FIFO or a
+    device there holds nothing: it is never opened in a way that follows or blocks)."""
+    try:
+        return read_bytes(path, path.name, max_bytes + 1, docs) == data
+    except (DocumentsError, OSError):
+        return False
 
 
 def uploaded_file(path: str | Path, uploaded: Collection[str], upload_dir: str | Path) -> Path:
@@ -222,11 +238,14 @@ def uploaded_file(path: str | Path, uploaded: Collection[str], upload_dir: str |
 
 
 def discard_upload(path: str | Path, uploaded: set[str], upload_dir: str | Path) -> None:
-    """Delete an upload's temporary copy (and its folder, when empty) once it is saved or refused; nothing
-    outside Gradio's upload folder is ever touched."""
+    """Delete an upload's temporary copy (and its folder, when empty) once it is saved or refused: only a file
+    Gradio's upload route received (a request naming another visitor's pending upload deletes nothing), and
+    nothing outside Gradio's upload folder."""
     p = Path(path)
     root = Path(upload_dir).resolve()
     real = p.resolve()
+    if str(p) not in uploaded and str(real) not in uploaded:  # a path a request named, not a file it sent
+        return
     uploaded.discard(str(p))
     uploaded.discard(str(real))
     if real == root or not real.is_relative_to(root):

@@ -180,3 +180,10 @@ def test_a_subset_says_what_it_cannot_measure_and_exits_as_it_prints(
     rc = ev.run_cli(args)
     out = capsys.readouterr().out
     assert rc == 1 and "gate: FAIL" in out and "answer_accuracy = 0.000 is under the minimum" in out
+
+
+def test_a_misspelled_conversation_threshold_fails_the_gate(tmp_path: Path) -> None:
+    config = ev.load_config()
+    config["thresholds"]["conversations"] = {"min": {"rewrite_precison": 0.9}}  # sic: nothing measures it
+    failures = ev.conversations_cli(tmp_path, config)
+    assert failures and "rewrite_precison was not measured" in failures[0]

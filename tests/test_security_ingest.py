@@ -338,7 +338,7 @@ def test_an_empty_docs_dir_is_an_error_not_the_current_folder(monkeypatch: pytes
 
 
 def test_a_docs_dir_that_is_not_a_path_is_our_error() -> None:
-    with pytest.raises(ConfigError, match=r"docs_dir must be a folder path .* not int"):
+    with pytest.raises(ConfigError, match=r"docs_dir=123 is not valid: must be a folder path .* not int"):
         Assistant(docs_dir=123)  # type: ignore[arg-type]
     assert issubclass(ConfigError, AssistantError)
 

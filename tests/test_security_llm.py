@@ -243,9 +243,10 @@ def test_chat_says_what_is_wrong_with_the_messages(seeded: Assistant, messages: 
 
 
 def test_assistant_arguments_of_the_wrong_type_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"docs_dir must be a folder path \(str or pathlib.Path\), not int"):
+    with pytest.raises(ConfigError,
+                       match=r"docs_dir=123 is not valid: must be a folder path \(text or pathlib.Path\), not int"):
         Assistant(docs_dir=123)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"index_dir must be a folder path .*not list"):
+    with pytest.raises(ConfigError, match=r"index_dir=.* is not valid: must be a folder path .*not list"):
         Assistant(docs_dir=SEEDS, index_dir=[tmp_path])  # type: ignore[arg-type]
     with pytest.raises(AssistantError, match=r"settings must be a Settings, not dict"):
         Assistant(docs_dir=SEEDS, settings={"top_k": 3})  # type: ignore[arg-type]

@@ -425,3 +425,65 @@ def test_a_full_queue_says_busy_and_gives_the_question_back(tmp_path: Path) -> N
     finally:
         stop(proc)
         stub.close()
+
+
+@pytest.mark.parametrize("url,secret", [
+    ("http://admin:S3cr#et@127.0.0.1:8080/v1", "S3cr"),  # '#' in the password: a URL parser cuts it there
+    ("http://admin:S3c?ret@127.0.0.1:8080/v1?api-key=abcd1234", "S3c?ret"),
+    ("http://admin:pa/ss@127.0.0.1:8080/v1", "pa/ss"),
+])
+def test_passwords_with_url_delimiters_are_masked_whole(url: str, secret: str) -> None:
+    from assistant.redact import redact, redact_url
+
+    shown = redact_url(url)
+    assert secret not in shown and "admin" not in shown and shown.startswith("http://***@")
+    # an error that quotes the password as a URL parser read it, without the URL
+    quoted = redact(f"Port could not be cast to integer value as '{secret.split('#')[0]}'", url)
+    assert secret.split("#")[0] not in quoted
+
+
+def test_cleanup_deletes_only_files_the_upload_route_received(tmp_path: Path) -> None:
+    from assistant.ui import discard_upload
+
+    cache = tmp_path / "gradio"
+    (cache / "h1").mkdir(parents=True)
+    (cache / "h2").mkdir()
+    mine, pending = cache / "h1" / "mine.md", cache / "h2" / "other-visitor.md"
+    mine.write_text("Mine.\n")
+    pending.write_text("Another visitor's pending upload.\n")
+    uploaded = {str(mine), str(pending)}
+    uploaded_now = set(uploaded)
+    uploaded_now.discard(str(pending))  # this request named the other file, but never sent it
+    discard_upload(mine, uploaded_now, cache)
+    discard_upload(pending, uploaded_now, cache)
+    assert not mine.exists() and pending.exists()
+
+
+def test_an_upload_never_writes_through_a_link_nor_waits_on_a_pipe(tmp_path: Path) -> None:
+    import os
+    import threading
+    from types import SimpleNamespace
+
+    from assistant.ui import save_upload
+
+    docs, outside = tmp_path / "docs", tmp_path / "outside.md"
+    docs.mkdir()
+    outside.write_text("Not the assistant's.\n")
+    (docs / "linked.md").symlink_to(outside)
+    (docs / "dangling.md").symlink_to(tmp_path / "nowhere.md")
+    os.mkfifo(docs / "pipe.md")
+    src = tmp_path / "upload.md"
+    src.write_text("Kursk report.\n\nThe bridge was destroyed in August.\n", encoding="utf-8")
+    kb = SimpleNamespace(settings=SimpleNamespace(docs_dir=str(docs), max_upload_bytes=2_000_000))
+    names: list[str] = []
+
+    def save_all() -> None:
+        names.extend(save_upload(kb, src, n) for n in ("linked.md", "dangling.md", "pipe.md"))  # type: ignore[arg-type]
+
+    t = threading.Thread(target=save_all, daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "an upload waited on a FIFO in the documents folder"
+    assert names == ["linked-1.md", "dangling-1.md", "pipe-1.md"]
+    assert outside.read_text() == "Not the assistant's.\n" and not (tmp_path / "nowhere.md").exists()
+    assert (docs / "linked-1.md").read_bytes() == src.read_bytes()
