@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import gc
 import hashlib
 import importlib
@@ -234,6 +235,17 @@ def _old_layout(root: Path) -> bool:
     return any(_namespace_of(n) is not None for n in _collections_in(root / "chroma.sqlite3") or [])
 
 
+def _only_caches(folder: Path) -> bool:
+    """Whether folder is a real folder (not a link) holding nothing but the assistant's cache files: the
+    retrieval-cache a Chroma-server setup keeps in the index folder, with no marker beside it."""
+    if not _is_dir(folder):
+        return False
+    try:
+        return all(_CACHE_FILE.fullmatch(e.name) and not e.is_dir(follow_symlinks=False) for e in os.scandir(folder))
+    except OSError:
+        return False
+
+
 def _foreign_files(root: Path) -> list[str]:
     """What root holds that shows it is not an index folder of this assistant: empty when it is one (or
     new, or empty)."""
@@ -241,7 +253,8 @@ def _foreign_files(root: Path) -> list[str]:
         entries = list(os.scandir(root))
     except OSError:  # missing (it will be made) or unreadable (making it says why)
         return []
-    names = sorted(e.name for e in entries if not _UNCLAIMED.fullmatch(e.name))
+    names = sorted(e.name for e in entries if not _UNCLAIMED.fullmatch(e.name)
+                   and not (e.name == _CACHE_DIR and _only_caches(Path(e.path))))
     if not names or _is_file(root / INDEX_MARKER) or _old_layout(root):
         return []
     with contextlib.suppress(AssistantError):
@@ -271,7 +284,7 @@ def claim_index_dir(settings: Settings) -> Path:
         )
     _writable_dir(root)
     if not os.path.lexists(root / INDEX_MARKER):
-        with contextlib.suppress(OSError):  # a read-only index can still be read
+        with contextlib.suppress(OSError):  # a read-only folder is refused, saying so, by open_client
             _write_new(root / INDEX_MARKER, b"An index folder of the assistant: rebuilt from the articles when "
                        b"deleted (assistant ingest). It deletes nothing here that it did not write.\n")
     return root
@@ -330,27 +343,46 @@ def _drop_generation(root: Path, gen: Path) -> None:
     left in it. For an index made before generations, gen is root itself, and root stays."""
     if gen != root and (gen.parent != root or not _GENERATION.fullmatch(gen.name)):
         raise ValueError(f"{gen} is not a generation of the index {root}")
-    if not _is_dir(gen):
+    try:  # the folder itself, never a link put in its place: everything below is deleted relative to it
+        fd = os.open(gen, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (os.O_NOFOLLOW if gen != root else 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or exc.errno == errno.ENOTDIR:
+            log.warning("kept %s: it is not a folder the assistant made (a link or a file)", gen)
         return
-    for entry in os.scandir(gen):
+    try:
+        _drop_in(fd, gen)
+        if gen != root:
+            try:
+                gen.rmdir()
+            except OSError:
+                left = ", ".join(sorted(os.listdir(fd))[:3])
+                log.warning("kept %s: it holds files the assistant did not write (%s)", gen, left)
+    finally:
+        os.close(fd)
+
+
+def _drop_in(fd: int, gen: Path) -> None:
+    """Delete what the assistant and Chroma wrote in the generation folder open as fd (see _drop_generation)."""
+    with os.scandir(fd) as entries:
+        names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+    for name, is_dir in names:
         try:
-            if entry.name in (*_CHROMA_FILES, GENERATION_MARKER) and not entry.is_dir(follow_symlinks=False):
-                os.unlink(entry.path)
-            elif _CHROMA_SEGMENT.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            elif entry.name == _CACHE_DIR and entry.is_dir(follow_symlinks=False):
-                for cache in os.scandir(entry.path):
-                    if _CACHE_FILE.fullmatch(cache.name) and not cache.is_dir(follow_symlinks=False):
-                        os.unlink(cache.path)
-                os.rmdir(entry.path)
+            if name in (*_CHROMA_FILES, GENERATION_MARKER) and not is_dir:
+                os.unlink(name, dir_fd=fd)
+            elif _CHROMA_SEGMENT.fullmatch(name) and is_dir:
+                shutil.rmtree(name, dir_fd=fd)  # follows no link (nor one swapped in while it runs)
+            elif name == _CACHE_DIR and is_dir:
+                sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                try:
+                    with os.scandir(sub) as caches:
+                        for cache in [c.name for c in caches if not c.is_dir(follow_symlinks=False)]:
+                            if _CACHE_FILE.fullmatch(cache):
+                                os.unlink(cache, dir_fd=sub)
+                finally:
+                    os.close(sub)
+                os.rmdir(name, dir_fd=fd)
         except OSError as exc:
-            log.warning("could not delete %s (%s)", entry.path, exc)
-    if gen != root:
-        try:
-            gen.rmdir()
-        except OSError:
-            left = ", ".join(sorted(os.listdir(gen))[:3])
-            log.warning("kept %s: it holds files the assistant did not write (%s)", gen, left)
+            log.warning("could not delete %s (%s)", gen / name, exc)
 
 
 def _forget_client(path: Path) -> None:
@@ -468,6 +500,17 @@ def _cache_type(name: str) -> type[Any]:
     return cls
 
 
+@functools.cache
+def _cache_attributes(name: str) -> frozenset[str]:
+    """The attributes a cached object of this type has: those its class's own state holds (a new instance's;
+    a BM25 index's once it has indexed something). A cache that sets any other (a string in place of a
+    method) or leaves one out is not one this assistant wrote."""
+    sample = _cache_type(name)()
+    if name == "BM25":
+        sample.index([["a"]], show_progress=False)
+    return frozenset(sample.__getstate__())
+
+
 class _Encoder:
     """A value as JSON-ready data, its NumPy arrays set aside (see _decode for the tags). The strings of
     lists of strings (a dict's keys included) are kept once each, in one table, and the lists as arrays of
@@ -534,7 +577,8 @@ def _decode(v: Any, arrays: list[Any], strings: list[str]) -> Any:
     a list of integers (array i), {"F": list} a list of plain values, {"GS"/"GL": [all, sizes]} a list of sets
     or lists of strings, {"T": list} a tuple, {"S": list} a set,
     {"D"/"C": {"k": keys, "v": values}} a dict or Counter, {"A": i} array i, {"N": i} its one number, and
-    {"O": name, "s": attributes} an object of one of the _CACHE_TYPES. Anything else is an error."""
+    {"O": name, "s": attributes} an object of one of the _CACHE_TYPES, with exactly the attributes its class
+    keeps (_cache_attributes). Anything else is an error."""
     if isinstance(v, _PLAIN):
         return v
     if isinstance(v, list):
@@ -576,9 +620,9 @@ def _decode(v: Any, arrays: list[Any], strings: list[str]) -> Any:
             raise ValueError("not a cache dict")
         return Counter(dict(zip(keys, values))) if tag == "C" else dict(zip(keys, values))
     if tag == "O" and isinstance(v.get("s"), dict) and body in _CACHE_TYPES:
+        if set(v["s"]) != _cache_attributes(body):
+            raise ValueError(f"not the attributes of a {body}")
         state = {k: _decode(x, arrays, strings) for k, x in v["s"].items()}
-        if any(k.startswith("__") for k in state):
-            raise ValueError("not a cache object")
         cls = _cache_type(body)
         obj = object.__new__(cls)
         setstate = getattr(obj, "__setstate__", None)
@@ -637,7 +681,7 @@ def read_cache(path: Path) -> tuple[str, Any]:
         rev = doc["revision"]
         if not isinstance(rev, str):
             raise ValueError("no revision")
-        strings = doc["strings"].split(_SEP) if doc["strings"] else []
+        strings = doc["strings"].split(_SEP)  # one "" is a table of one empty string (and unused for none)
         collecting = gc.isenabled()
         gc.disable()  # hundreds of thousands of new objects, none of them garbage: don't look for cycles
         try:
@@ -657,7 +701,8 @@ def write_cache(path: Path, revision: str, value: Any) -> None:
     shapes and places, then each array's bytes, aligned, so read_cache can map them."""
     import numpy as np
 
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp = path.with_suffix(f".tmp{os.getpid()}").name
+    folder: int | None = None
     try:
         encode = _Encoder()
         tree = encode(value)
@@ -670,20 +715,34 @@ def write_cache(path: Path, revision: str, value: Any) -> None:
         body = json.dumps({"revision": revision, "arrays": meta, "strings": _SEP.join(encode.strings), "value": tree},
                           ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.unlink(missing_ok=True)
-        with open(tmp, "xb") as fh:
+        try:  # written in the folder itself, never through a link left in its place (it could lead anywhere)
+            folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise OSError(exc.errno, f"{path.parent} is a link, not the folder the assistant made: remove "
+                                         "it to keep the cache there") from None
+            raise
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=folder)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder)
+        with os.fdopen(fd, "wb") as fh:
             fh.write(_CACHE_HEAD.pack(_CACHE_MAGIC, _CACHE_FORMAT, len(body), hashlib.sha256(body).digest()))
             fh.write(body)
             base = fh.tell() + -fh.tell() % _ALIGN
             for (_, _, off, _), a in zip(meta, encode.arrays):
                 fh.write(b"\0" * (base + off - fh.tell()))
                 fh.write(a.reshape(-1).view(np.uint8))
-        os.replace(tmp, path)
-        path.with_suffix(".pickle").unlink(missing_ok=True)  # the format before 4: a plain pickle
+        os.replace(tmp, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+        with contextlib.suppress(FileNotFoundError):  # the format before 4: a plain pickle
+            os.unlink(path.with_suffix(".pickle").name, dir_fd=folder)
     except (OSError, TypeError, ValueError) as exc:
         log.warning("could not save the cache %s (%s); the next process will rebuild it", path, exc)
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if folder is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=folder)
+    finally:
+        if folder is not None:
+            os.close(folder)
 
 
 def _chunk_id(source: str, file_sha: str, index: int) -> str:
@@ -1151,21 +1210,27 @@ def rebuild(settings: Settings, embedder: OnnxEmbedder, docs_dir: Path) -> SyncR
         problem = storage_problem(root)
         if problem:
             raise IndexUnavailableError(problem)
+        ns = settings.namespace()
+        damaged = False
         try:
             old_gen = current_generation(settings)
         except IndexUnavailableError as exc:  # a damaged CURRENT: the rebuild writes a new one
             log.warning("%s", exc)
-            old_gen = None
-        others = _not_this_folders(_collections_in(old_gen / "chroma.sqlite3") or [], settings.namespace()) \
-            if old_gen is not None else []
+            old_gen, damaged = _shared_generation(root, ns), True
+        others = _other_folders_in(old_gen, ns) if old_gen is not None else []
         if others:
+            assert old_gen is not None
             try:
                 open_client(settings, old_gen)
             except IndexUnavailableError as exc:
-                log.warning("%s: the collections of other folders in it (%s) cannot be kept", exc, ", ".join(others))
+                log.warning("%s: rebuilding into a new generation; the old one is kept for the collections of "
+                            "other folders in it (%s)", exc, ", ".join(others))
             else:
                 log.info("the index also holds other folders' collections: rebuilding %s's in place", docs_dir)
-                return _rebuild_collections(settings, embedder, docs_dir, old_gen)
+                report = _rebuild_collections(settings, embedder, docs_dir, old_gen)
+                if damaged:
+                    _set_current(root, old_gen)
+                return report
         gen = _new_generation(root)
         try:
             report = Index(settings, embedder, path=gen).sync(docs_dir)
@@ -1180,8 +1245,32 @@ def rebuild(settings: Settings, embedder: OnnxEmbedder, docs_dir: Path) -> SyncR
                    and _is_dir(p) and _is_file(p / GENERATION_MARKER)}  # left by rebuilds that were killed
         for old in unused:
             _forget_client(old)
+            theirs = _other_folders_in(old, ns)
+            if theirs:  # never another documents folder's (or program's) collections
+                log.warning("kept %s: it holds the collections of other documents folders (%s); delete it once "
+                            "they are synced again", old, ", ".join(theirs[:4]))
+                continue
             _drop_generation(root, old)
         return report
+
+
+def _other_folders_in(gen: Path, namespace: str) -> list[str]:
+    """The collections of other documents folders (or other programs) in a generation's database."""
+    return _not_this_folders(_collections_in(gen / "chroma.sqlite3") or [], namespace)
+
+
+def _shared_generation(root: Path, namespace: str) -> Path | None:
+    """With CURRENT unreadable, the generation in use by other documents folders as well, if there is one:
+    the newest one holding their collections (a rebuild rebuilds in place there and names it again)."""
+    def written(gen: Path) -> int:
+        try:
+            return os.lstat(gen / "chroma.sqlite3").st_mtime_ns
+        except OSError:
+            return 0
+
+    shared = [p for p in root.iterdir() if _GENERATION.fullmatch(p.name) and _is_dir(p)
+              and _is_file(p / GENERATION_MARKER) and _other_folders_in(p, namespace)]
+    return max(shared, key=written, default=None)
 
 
 def _rebuild_collections(settings: Settings, embedder: OnnxEmbedder, docs_dir: Path, path: Path | None) -> SyncReport:

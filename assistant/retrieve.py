@@ -131,7 +131,7 @@ class _ById(Mapping[str, ChunkRecord]):
 class Sentences:
     """Every article sentence: file offsets and its MiniLM vector (float16), grouped by article."""
 
-    def __init__(self, metas: list[dict[str, Any]], vectors: Any) -> None:
+    def __init__(self, metas: Sequence[dict[str, Any]] = (), vectors: Any = None) -> None:
         import numpy as np
 
         order = sorted(range(len(metas)), key=lambda i: (str(metas[i]["source"]), int(metas[i]["start"])))
@@ -180,7 +180,7 @@ class Corpus:
     tokenizes only their new chunks.
     """
 
-    def __init__(self, records: Sequence[ChunkRecord], tokens: list[list[str]] | None = None) -> None:
+    def __init__(self, records: Sequence[ChunkRecord] = (), tokens: list[list[str]] | None = None) -> None:
         self.records = records if isinstance(records, ChunkTable) else ChunkTable(records)
         self._tokens: list[list[str]] | None = tokens if tokens is not None else [terms(r.text) for r in records]
         self._joined: Sequence[str] = []

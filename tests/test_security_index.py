@@ -393,3 +393,130 @@ def test_the_data_format_gives_back_what_was_saved(tmp_path: Path) -> None:
         else:
             assert loaded[key] == value[key] and type(loaded[key]) is type(value[key]), key
     assert [type(x) for x in loaded["sets"][:2]] == [set, set] and type(loaded["counter"]) is Counter
+
+
+# --- the caches' folder, generations of other folders, crafted caches -------------------------------------
+@pytest.mark.server
+def test_an_index_folder_used_with_a_chroma_server_is_still_ours_on_disk(
+    chroma_server: int, seeds_copy: Path, tmp_path: Path
+) -> None:
+    index = tmp_path / "index"
+    server = _kb(seeds_copy, index, chroma_host="127.0.0.1", chroma_port=chroma_server)
+    server.sync()
+    server.prepare()  # its caches go to the index folder's retrieval-cache
+    assert any((index / "retrieval-cache").iterdir())
+    assert _kb(seeds_copy, index).sync().added == 5  # the same folder, on disk: not refused as another program's
+    assert "12,000" in _kb(seeds_copy, index).ask(QUESTION).text
+
+
+def test_a_rebuild_with_a_damaged_current_keeps_the_other_folders_of_a_shared_index(
+    seeds_copy: Path, tmp_path: Path
+) -> None:
+    a, b = _split(seeds_copy, tmp_path)
+    index = tmp_path / "shared"
+    _kb(a, index).sync()
+    _kb(b, index).sync()
+    (index / "CURRENT").write_bytes(b"..\n")
+    _forget_chroma()
+    assert _kb(a, index).sync(rebuild=True).added == 2
+    again = _kb(b, index).sync()
+    assert (again.unchanged, again.added, again.chunks_embedded) == (3, 0, 0)  # b's index was not deleted
+    assert _kb(a, index).sync().unchanged == 2
+
+
+def test_a_rebuild_never_drops_a_generation_holding_other_folders_collections(
+    seeds_copy: Path, tmp_path: Path
+) -> None:
+    a, b = _split(seeds_copy, tmp_path)
+    index, elsewhere = tmp_path / "index", tmp_path / "elsewhere"
+    _kb(a, index).sync()
+    _kb(b, elsewhere).sync()
+    _forget_chroma()
+    theirs = _generation(elsewhere)
+    moved = index / "gen-0123456789ab"  # a marked generation beside the one in use, holding b's collections
+    theirs.rename(moved)
+    collections = index_mod._collections_in(moved / "chroma.sqlite3")
+    assert collections
+    assert _kb(a, index).sync(rebuild=True).added == 2
+    assert index_mod._collections_in(moved / "chroma.sqlite3") == collections  # kept, with its database
+
+
+def test_a_cache_of_only_an_empty_string_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "v.cache"
+    write_cache(path, "r", [""])
+    assert read_cache(path) == ("r", [""])
+
+
+def _rewrite_cache(path: Path, change: Callable[[dict[str, object]], None]) -> None:
+    """Change a cache's JSON and give it a matching checksum: a crafted cache that decodes cleanly."""
+    raw = path.read_bytes()
+    head = struct.Struct("<8sQQ32s")
+    magic, fmt, n, _ = head.unpack_from(raw)
+    doc = json.loads(raw[head.size : head.size + n])
+    change(doc)
+    body = json.dumps(doc, ensure_ascii=False).encode()
+    arrays = raw[head.size + n + -(head.size + n) % 64 :]
+    start = head.size + len(body)
+    path.write_bytes(head.pack(magic, fmt, len(body), hashlib.sha256(body).digest()) + body
+                     + b"\0" * (-start % 64) + arrays)
+
+
+@pytest.mark.parametrize("attrs", [{"bm25_top": "shadowed"}, {"correct": 1}], ids=["method", "another-method"])
+def test_a_cache_setting_attributes_its_class_does_not_keep_is_a_miss(
+    seeds_copy: Path, tmp_path: Path, attrs: dict[str, object]
+) -> None:
+    index = tmp_path / "index"
+    kb = _kb(seeds_copy, index)
+    kb.sync()
+    kb.prepare()
+    (cache,) = index.rglob("retrieval-cache/*.corpus.cache")
+    assert read_cache(cache)[1] is not None
+
+    def add(doc: dict[str, object]) -> None:
+        value = doc["value"]
+        assert isinstance(value, dict) and value["O"] == "Corpus"
+        value["s"].update(attrs)
+
+    _rewrite_cache(cache, add)
+    assert read_cache(cache) == ("", None)
+    _forget_chroma()
+    assert "12,000" in _kb(seeds_copy, index).ask(QUESTION).text  # a cache miss, rebuilt: not a TypeError
+
+
+def test_a_cache_missing_an_attribute_of_its_class_is_a_miss(tmp_path: Path) -> None:
+    from assistant.index import StoredChunks
+
+    path = tmp_path / "x.manifest.cache"
+    write_cache(path, "r", StoredChunks())
+    assert isinstance(read_cache(path)[1], StoredChunks)
+    _rewrite_cache(path, lambda doc: doc["value"]["s"].pop("ids_by_sha"))  # type: ignore[index]
+    assert read_cache(path) == ("", None)
+
+
+def test_a_generation_swapped_for_a_link_is_not_followed_when_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "index"
+    root.mkdir()
+    victim = tmp_path / "victim"  # a folder of someone else's, with files named as Chroma names its own
+    (victim / "0123abcd-0123-0123-0123-0123456789ab").mkdir(parents=True)
+    (victim / "0123abcd-0123-0123-0123-0123456789ab" / "data.bin").write_bytes(b"theirs")
+    (victim / "chroma.sqlite3").write_bytes(b"theirs")
+    (victim / ".assistant-generation").write_bytes(b"theirs")
+    before = _snapshot(victim)
+    gen = root / "gen-0123456789ab"
+    gen.symlink_to(victim)  # swapped in after the check that it is a folder
+    monkeypatch.setattr(index_mod, "_is_dir", lambda path: True)
+    index_mod._drop_generation(root, gen)
+    assert _snapshot(victim) == before
+
+
+def test_a_cache_folder_that_is_a_link_is_not_written_through(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    gen = tmp_path / "index" / "gen-0123456789ab"
+    gen.mkdir(parents=True)
+    (gen / "retrieval-cache").symlink_to(outside)
+    write_cache(gen / "retrieval-cache" / "x.corpus.cache", "r", {"a": 1})
+    assert list(outside.iterdir()) == []
+    assert "retrieval-cache" in caplog.text and "link" in caplog.text
