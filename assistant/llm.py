@@ -6,7 +6,9 @@ The model's reply is never trusted as is: every sentence is verified against the
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import json
 import logging
 import re
 import socket
@@ -125,12 +127,24 @@ def _short(text: str, n: int = 160) -> str:
 
 
 CHARS_PER_TOKEN = 8  # a reply longer than this many characters per token of llm_max_tokens is cut
+BYTES_PER_TOKEN = 1024  # no response is read past this many bytes per token of max_tokens (and READ_SLACK)
+READ_SLACK = 64 * 1024
 
 
 def reply_cap(max_tokens: int) -> int:
-    """The characters of a reply we read at most: a server that ignores max_tokens (or streams one endless
-    word) cannot make us read, split and verify without end."""
+    """The characters of a reply we take at most: a server that ignores max_tokens (or streams one endless
+    word) cannot make us split and verify without end."""
     return CHARS_PER_TOKEN * max_tokens
+
+
+def read_cap(max_tokens: int) -> int:
+    """The bytes of one HTTP response from the LLM we read at most, so that what a server sends cannot fill
+    memory (one endless line, events that carry no text, a huge JSON body). A token of the reply is at most
+    CHARS_PER_TOKEN characters, which JSON writes in at most 12 bytes each ("\\ud83d\\ude00"), and a streamed
+    token comes in an event of its own with a few hundred bytes of framing ('data: {"id": …, "choices":
+    [{"delta": …}]}'): well within BYTES_PER_TOKEN; READ_SLACK is for the rest (ids, usage, an error page).
+    Replies are asked for uncompressed, so these are the bytes held too."""
+    return BYTES_PER_TOKEN * max_tokens + READ_SLACK
 
 
 class _Expired(BaseException):
@@ -138,13 +152,63 @@ class _Expired(BaseException):
     on any Exception) lets it through instead of sending the request again."""
 
 
+class _Refused(BaseException):
+    """A response we stop reading (a BaseException, like _Expired, so that it is not sent again): ``why``
+    completes "The LLM at URL …"."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class _TooLarge(_Refused):
+    """A response past read_cap: its connection is closed. ``head`` is what was read of a successful reply
+    that is not a stream (a reply cut inside its text still gives that text), else empty."""
+
+    def __init__(self, limit: int, max_tokens: int, head: bytes, ctype: str) -> None:
+        super().__init__(f"sent more than {limit:,} bytes for a reply of at most {max_tokens} tokens (we read "
+                         f"{BYTES_PER_TOKEN:,} bytes a token and {READ_SLACK // 1024} KiB more), so its connection "
+                         "was closed. The server ignores max_tokens or is not an LLM server: check "
+                         "ASSISTANT_LLM_BASE_URL, or answer offline (--answerer offline).")
+        self.limit, self.head, self.ctype = limit, head, ctype
+
+
+@lru_cache(maxsize=1)
+def _capped_stream() -> type:
+    """The class of a response body that stops at read_cap bytes (made on first use: httpx2, the openai
+    client's HTTP library, is imported only when an LLM is used)."""
+    from httpx2 import SyncByteStream
+
+    class Capped(SyncByteStream):
+        def __init__(self, stream: SyncByteStream, max_tokens: int, ctype: str, keep: bool) -> None:
+            self.stream, self.max_tokens, self.ctype, self.keep = stream, max_tokens, ctype, keep
+            self.limit, self.read, self.head = read_cap(max_tokens), 0, bytearray()
+
+        def __iter__(self) -> Iterator[bytes]:
+            for chunk in self.stream:
+                room = self.limit - self.read
+                self.read += len(chunk)
+                if self.keep:
+                    self.head += chunk[:room]
+                if self.read > self.limit:  # the caller closes the response, and so its connection
+                    raise _TooLarge(self.limit, self.max_tokens, bytes(self.head), self.ctype)
+                yield chunk
+
+        def close(self) -> None:
+            self.stream.close()
+
+    return Capped
+
+
 class _Deadline:
     """The time one answer from the LLM may take. When it passes, every connection the answer opened is shut
     down, so that a read waiting on a server that streams without end, or drips a word every few seconds (each
-    within llm_timeout), returns at once; a request not yet sent is not sent."""
+    within llm_timeout), returns at once; a request not yet sent is not sent, and one sent waits at most the
+    time left (a reused connection is watched only once the reply's headers come)."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
+        self.end = time.monotonic() + seconds
         self.expired = False
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
@@ -152,8 +216,15 @@ class _Deadline:
         self._timer.daemon = True
         self._timer.start()
 
+    def left(self) -> float:
+        """Seconds until the deadline."""
+        return max(0.0, self.end - time.monotonic())
+
+    def passed(self) -> bool:
+        return self.expired or self.left() <= 0
+
     def check(self) -> None:
-        if self.expired:
+        if self.passed():
             raise _Expired
 
     def watch(self, stream: Any) -> None:
@@ -193,13 +264,14 @@ def _shut(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-# the deadline of the request this thread is sending (the HTTP client's hooks run in the caller's thread)
-_CURRENT: ContextVar[_Deadline | None] = ContextVar("assistant_llm_deadline", default=None)
+# the deadline and max_tokens of the request this thread is sending (the HTTP client's hooks run in the
+# caller's thread)
+_CURRENT: ContextVar[tuple[_Deadline, int] | None] = ContextVar("assistant_llm_deadline", default=None)
 
 
 @contextlib.contextmanager
-def _under(deadline: _Deadline) -> Iterator[None]:
-    token = _CURRENT.set(deadline)
+def _under(deadline: _Deadline, max_tokens: int) -> Iterator[None]:
+    token = _CURRENT.set((deadline, max_tokens))
     try:
         yield
     finally:
@@ -207,16 +279,34 @@ def _under(deadline: _Deadline) -> Iterator[None]:
 
 
 def _on_request(request: Any) -> None:
-    deadline = _CURRENT.get()
-    if deadline is not None:
-        deadline.check()  # a retry after the deadline is not sent
-        request.extensions = {**request.extensions, "trace": deadline.trace}
+    current = _CURRENT.get()
+    if current is None:
+        return
+    deadline = current[0]
+    deadline.check()  # a retry after the deadline is not sent
+    extensions = {**request.extensions, "trace": deadline.trace}
+    timeout = extensions.get("timeout")
+    if isinstance(timeout, dict):  # each wait (for the reply's headers too) ends by the deadline
+        left = deadline.left()
+        extensions["timeout"] = {k: left if v is None else min(v, left) for k, v in timeout.items()}
+    request.extensions = extensions
+    request.headers["Accept-Encoding"] = "identity"  # the bytes read are the bytes held (see read_cap)
 
 
 def _on_response(response: Any) -> None:
-    deadline = _CURRENT.get()
-    if deadline is not None:
-        deadline.watch(response.extensions.get("network_stream"))
+    current = _CURRENT.get()
+    if current is None:
+        return
+    deadline, max_tokens = current
+    deadline.watch(response.extensions.get("network_stream"))
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):  # a few kilobytes could inflate past any limit on what we read
+        raise _Refused(f"compressed its reply (Content-Encoding: {encoding}) although the request asked for it "
+                       "uncompressed (Accept-Encoding: identity). Reconfigure the server or the proxy in front "
+                       "of it to honour that, or answer offline (--answerer offline).")
+    ctype = response.headers.get("content-type", "")
+    keep = response.is_success and "event-stream" not in ctype
+    response.stream = _capped_stream()(response.stream, max_tokens, ctype, keep)
 
 
 class LLMClient:
@@ -291,15 +381,19 @@ class LLMClient:
             msg = f"The LLM at {self.where} failed: {type(exc).__name__}: {self._scrubbed(str(exc))}"
         return LLMError(redact(msg, s.llm_key()))  # the URL's password or key never reaches a note or the page
 
+    def _refused(self, exc: _Refused) -> LLMError:
+        return LLMError(redact(f"The LLM at {self.where} {exc.why}", self.settings.llm_key()))
+
     def complete(self, messages: list[dict[str, str]], max_tokens: int | None = None,
                  deadline: _Deadline | None = None) -> str:
-        """The reply to messages, read in at most llm_deadline seconds (or by the deadline given) and cut at
-        reply_cap characters."""
+        """The reply to messages, read in at most llm_deadline seconds (or by the deadline given), at most
+        read_cap bytes of it, and cut at reply_cap characters."""
         max_tokens = max_tokens or self.settings.llm_max_tokens
         own = deadline is None
         deadline = deadline or _Deadline(self.settings.llm_deadline)
+        resp: Any
         try:
-            with _under(deadline):
+            with _under(deadline, max_tokens):
                 resp = self.client.chat.completions.create(
                     model=self.settings.llm_model,
                     messages=messages,  # type: ignore[arg-type]
@@ -308,34 +402,54 @@ class LLMClient:
                 )
         except _Expired:
             raise self._too_slow() from None
+        except _TooLarge as exc:  # the reply it was cut in, if it was cut inside the reply's text
+            resp = self._head(exc)
+        except _Refused as exc:
+            raise self._refused(exc) from None
         except Exception as exc:
-            raise (self._too_slow() if deadline.expired else self._error(exc)) from None
+            raise (self._too_slow() if deadline.passed() else self._error(exc)) from None
         finally:
             if own:
                 deadline.cancel()
         return self._content(resp)[: reply_cap(max_tokens)]
 
+    def _head(self, big: _TooLarge) -> Any:
+        """What the first read_cap bytes of a reply give: the completion they begin, as a dict (its text up to
+        where it was cut), or the text of a reply that is not JSON; else the error that it is too large."""
+        text = codecs.getincrementaldecoder("utf-8")("replace").decode(big.head)  # a cut last character is left out
+        if text and "json" not in big.ctype:
+            return text
+        value = _cut_json(text)
+        if not isinstance(value, dict):
+            raise self._refused(big) from None
+        log.warning("The LLM at %s sent more than %s bytes for one reply; it is cut there.", self.where,
+                    f"{big.limit:,}")
+        return value
+
     def _content(self, resp: Any) -> str:
-        """The reply text of a chat completion, or an error that says what the server sent instead."""
+        """The reply text of a chat completion (an openai object, or the dict of one cut at read_cap), or an
+        error that says what the server sent instead."""
         if isinstance(resp, str):
             kind = "a web page" if "<html" in resp[:2000].lower() or "<!doctype" in resp[:200].lower() else "text"
             raise LLMError(f"The server at {self.where} answered with {kind}, not an OpenAI-compatible API. "
                            "Check ASSISTANT_LLM_BASE_URL (OpenAI-compatible servers usually end in /v1).")
-        choices = getattr(resp, "choices", None)
-        if not choices or getattr(choices[0], "message", None) is None:
+        choices = _field(resp, "choices")
+        message = _field(choices[0], "message") if isinstance(choices, list) and choices else None
+        if message is None:
             raise LLMError(f"The server at {self.where} answered JSON that is not an OpenAI chat completion "
                            "(no choices). Check ASSISTANT_LLM_BASE_URL points at an OpenAI-compatible server.")
-        return choices[0].message.content or ""
+        content = _field(message, "content")
+        return content if isinstance(content, str) else ""
 
     def stream(self, messages: list[dict[str, str]]) -> Generator[str, None, None]:
         """The reply to messages, piece by piece as the server streams it: all of it within llm_deadline
         seconds (else an LLMError, and the connection is closed), and no more than reply_cap characters (the
-        rest is not read)."""
+        rest is not read) in at most read_cap bytes (else an LLMError)."""
         deadline = _Deadline(self.settings.llm_deadline)
         left = reply_cap(self.settings.llm_max_tokens)
         events: Any = None
         try:
-            with _under(deadline):
+            with _under(deadline, self.settings.llm_max_tokens):
                 events = self.client.chat.completions.create(
                     model=self.settings.llm_model,
                     messages=messages,  # type: ignore[arg-type]
@@ -370,18 +484,50 @@ class LLMClient:
                 yield self.complete(messages, deadline=deadline)
         except _Expired:
             raise self._too_slow() from None
+        except _Refused as exc:
+            raise self._refused(exc) from None
         except LLMError:
-            if deadline.expired:
+            if deadline.passed():
                 raise self._too_slow() from None
             raise
         except Exception as exc:
-            raise (self._too_slow() if deadline.expired else self._error(exc)) from None
+            raise (self._too_slow() if deadline.passed() else self._error(exc)) from None
         finally:
             deadline.cancel()
             close = getattr(events, "close", None)
             if close is not None:
                 with contextlib.suppress(Exception):
                     close()
+
+
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+# a JSON string (to its end, or to where the text was cut), or a bracket outside strings
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]+|\\(?:u[0-9a-fA-F]{4}|[^u]))*("?)|[\[\]{}]')
+_HIGH_SURROGATE = re.compile(r'(?<!\\)((?:\\\\)*)\\u[dD][89abAB][0-9a-fA-F]{2}\Z')  # its pair was cut off
+
+
+def _cut_json(text: str) -> Any:
+    """The JSON value that text, cut short, begins: the string it was cut in ended there, the arrays and
+    objects open there closed; None when it was cut where that does not make JSON (in a key, after a comma)."""
+    closers: list[str] = []
+    end = ""
+    for m in _JSON_TOKEN.finditer(text):
+        token = m.group()
+        if token[0] == '"':
+            if not m.group(1):  # unterminated: the text ends in this string (less an escape cut in two)
+                text, end = _HIGH_SURROGATE.sub(r"\1", text[: m.end()]), '"'
+                break
+        elif token in "[{":
+            closers.append("]" if token == "[" else "}")
+        elif closers:
+            closers.pop()
+    try:
+        return json.loads(text + end + "".join(reversed(closers)))
+    except ValueError:
+        return None
 
 
 def _finish(built: CitedAnswer, question: str, reply: str, settings: Settings, contexts: list[RetrievedContext]

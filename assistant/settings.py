@@ -136,8 +136,9 @@ class Settings(BaseSettings):
     )
     llm_max_retries: int = Field(2, ge=0, le=10, description="Retries on 429/5xx/connection errors.")
     llm_max_tokens: int = Field(
-        400, ge=16, description="Maximum tokens in the LLM's reply (asked of the server; we stop reading a reply "
-        "after 8 characters per token, and the answer says it was cut).",
+        400, ge=16, description="Maximum tokens in the LLM's reply (asked of the server; we cut a reply after 8 "
+        "characters per token, and the answer says it was cut, and read no response past 1 KiB per token and "
+        "64 KiB more).",
     )
     llm_context_window: int = Field(
         8192, ge=512, description="Model context window in tokens; the prompt is packed to fit."

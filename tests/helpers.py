@@ -158,18 +158,25 @@ class StubLLM:
     Modes: "ok" (the reply, streamed a few words at a time), "500"/"501", "html", "json", "badutf8"; and for the
     deadline and size limits: "endless" (a stream that never ends: empty events, or a body that never ends),
     "drip" (a word of the reply every `every` seconds, without end), "word" (one word of `size` characters)
-    and "huge" (the reply repeated to `size` characters), the last two streamed `chunk` characters an event.
+    and "huge" (the reply repeated to `size` characters), the last two streamed `chunk` characters an event;
+    for the limits on what is read: "fat" (a stream of `size` bytes of events without content, `chunk` bytes
+    each: `chunk=size` is one endless line), "gzip" (a reply of `size` characters, gzip-compressed although
+    not asked for) and "stall" (the request is read, nothing is answered). `sent` counts the bytes of the
+    faulty modes' bodies that the client took before it hung up; `keepalive` keeps the "ok" mode's
+    connection open for the next request (HTTP/1.1), and `connections` counts the connections made.
     """
 
     def __init__(self, mode: str, reply: str = "", delay: float = 0.0, every: float = 1.0, size: int = 0,
-                 chunk: int = 4096) -> None:
+                 chunk: int = 4096, keepalive: bool = False) -> None:
         import json
         import threading
+        import zlib
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         stub = self
         self.mode, self.reply, self.delay, self.calls = mode, reply, delay, 0
-        self.every, self.size, self.chunk = every, size, chunk
+        self.every, self.size, self.chunk, self.keepalive = every, size, chunk, keepalive
+        self.sent = self.connections = 0
         self.requests: list[dict] = []  # what the model was sent
         self.hung_up = threading.Event()  # a faulty reply ended: the client hung up (or the stub was closed)
         self._stop = threading.Event()
@@ -192,15 +199,64 @@ class StubLLM:
                     for w in words:
                         yield w
                         time.sleep(stub.every)
-            else:
-                unit = "a" * stub.chunk if stub.mode == "word" else stub.reply
-                text = unit * (stub.size // len(unit) + 1)
+            else:  # the unit repeated to `size` characters, `chunk` at a time
+                unit = "a" if stub.mode == "word" else stub.reply
+                block = unit * (stub.chunk // len(unit) + 2)
                 for i in range(0, stub.size, stub.chunk):
-                    yield text[i : min(i + stub.chunk, stub.size)]
+                    yield block[i % len(unit) :][: min(stub.chunk, stub.size - i)]
+
+        def completion(content: Iterator[str]) -> Iterator[bytes]:
+            """A chat completion's JSON, its content written as it comes (a body of any size in little memory)."""
+            head, tail = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "stub",
+                                     "choices": [{"index": 0, "finish_reason": "stop",
+                                                  "message": {"role": "assistant", "content": "@"}}]}).split('"@"')
+            yield (head + '"').encode()
+            for piece in content:
+                yield json.dumps(piece)[1:-1].encode()
+            yield ('"' + tail).encode()
+
+        def fat_events() -> Iterator[bytes]:
+            """Events without content, each padded (in its id) to `chunk` bytes, `size` bytes in all."""
+            head, tail = event("").decode().split('"x"', 1)
+            for _ in range(max(1, stub.size // stub.chunk)):
+                yield (head + '"').encode()
+                for i in range(0, stub.chunk, 65536):
+                    yield b"x" * min(65536, stub.chunk - i)
+                yield ('"' + tail).encode()
+
+        def text(size: int) -> Iterator[str]:
+            unit = stub.reply * (65536 // len(stub.reply) + 1)
+            for i in range(0, size, len(unit)):
+                yield unit[: min(len(unit), size - i)]
+
+        def gzipped(pieces: Iterator[bytes]) -> Iterator[bytes]:
+            packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: the gzip format
+            for piece in pieces:
+                yield packer.compress(piece)
+            yield packer.flush()
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: object) -> None:
                 pass
+
+            def setup(self) -> None:
+                stub.connections += 1
+                super().setup()
+
+            def send(self, pieces: Iterator[bytes]) -> None:
+                """Write the pieces, counting in `sent` the bytes the client took, until it hangs up."""
+                try:
+                    for piece in pieces:
+                        if stub._stop.is_set():
+                            break
+                        for i in range(0, len(piece), 65536):
+                            self.wfile.write(piece[i : i + 65536])
+                            stub.sent += len(piece[i : i + 65536])
+                except OSError:  # the client hung up
+                    pass
+                finally:
+                    self.close_connection = True
+                    stub.hung_up.set()
 
             def do_POST(self) -> None:  # noqa: N802
                 stub.calls += 1
@@ -208,6 +264,18 @@ class StubLLM:
                 stub.requests.append(request)
                 if stub.delay:
                     time.sleep(stub.delay)
+                if stub.mode == "stall":  # no reply, not even its headers, until the stub is closed
+                    stub._stop.wait()
+                    self.close_connection = True
+                    return
+                if stub.mode in ("fat", "gzip"):
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream" if stub.mode == "fat" else "application/json")
+                    if stub.mode == "gzip":
+                        self.send_header("Content-Encoding", "gzip")
+                    self.end_headers()
+                    self.send(fat_events() if stub.mode == "fat" else gzipped(completion(text(stub.size))))
+                    return
                 if stub.mode in ("500", "501"):
                     self.send_response(int(stub.mode))
                     self.send_header("Content-Type", "application/json")
@@ -243,11 +311,7 @@ class StubLLM:
                                 time.sleep(0.05 if stub.mode == "endless" else stub.every)
                             return
                         if not request.get("stream"):  # one huge completion
-                            self.wfile.write(json.dumps({
-                                "id": "x", "object": "chat.completion", "created": 0, "model": "stub",
-                                "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                                    "role": "assistant", "content": "".join(p or "" for p in pieces())}}],
-                            }).encode())
+                            self.send(completion(p or "" for p in pieces()))
                             return
                         for piece in pieces():
                             if stub._stop.is_set():
@@ -278,6 +342,8 @@ class StubLLM:
                     "choices": [{"index": 0, "finish_reason": "stop",
                                  "message": {"role": "assistant", "content": stub.reply}}],
                 }).encode()
+                if stub.keepalive:  # the connection stays open for the next request
+                    self.protocol_version, self.close_connection = "HTTP/1.1", False
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -6,6 +6,7 @@ the test waits for with a generous bound: the test fails, instead of hanging, wh
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -114,6 +115,21 @@ def test_a_reply_body_that_never_ends_stops_at_the_deadline(seeded: Assistant, s
     assert stub.hung_up.wait(10)
 
 
+def test_a_reused_connection_that_stalls_before_replying_stops_at_the_deadline(seeded: Assistant,
+                                                                              stubs: list[StubLLM]) -> None:
+    """A server that reads the next request on a kept-alive connection and sends nothing, not even the reply's
+    headers: the answer still ends at the deadline (each request waits at most the time left before it), not
+    after llm_timeout."""
+    stub = StubLLM("ok", reply="Fine.", keepalive=True)
+    stubs.append(stub)
+    kb = _kb(seeded, stub.url, llm_timeout=60)
+    assert within(30, lambda: kb.llm.complete([{"role": "user", "content": "hello"}])) == "Fine."
+    stub.mode = "stall"
+    with pytest.raises(LLMError, match="took longer than 3s"):
+        within(20, lambda: kb.llm.complete([{"role": "user", "content": "hello again"}]))
+    assert stub.calls == 2 and stub.connections == 1  # the second request went on the first one's connection
+
+
 def test_a_stalled_follow_up_rewrite_still_answers(seeded: Assistant, stubs: list[StubLLM]) -> None:
     stub = StubLLM("drip", every=1)
     stubs.append(stub)
@@ -149,6 +165,68 @@ def test_a_huge_non_streamed_reply_is_cut_at_the_cap(seeded: Assistant, stubs: l
     kb = _kb(seeded, stub.url, llm_max_tokens=100)
     assert len(within(30, lambda: kb.llm.complete([{"role": "user", "content": "hello"}]))) == 800
     assert len(within(30, lambda: kb.llm.complete([{"role": "user", "content": "hi"}], max_tokens=20))) == 160
+
+
+def test_a_huge_non_streamed_body_is_not_read_whole(seeded: Assistant, stubs: list[StubLLM]) -> None:
+    """100 MB of JSON for one reply: the body is read up to read_cap bytes (1 KiB a token, and 64 KiB), the
+    reply in it cut at the cap, and the connection closed; the rest is never read (nor held in memory)."""
+    stub = StubLLM("huge", reply="Russia deployed troops. ", size=100_000_000, chunk=65536)
+    stubs.append(stub)
+    kb = _kb(seeded, stub.url, llm_max_tokens=100, llm_deadline=60)
+    reply = within(30, lambda: kb.llm.complete([{"role": "user", "content": "hello"}]))
+    assert reply == ("Russia deployed troops. " * 40)[:800]
+    assert stub.hung_up.wait(10), "the connection to the model was left open"
+    assert stub.sent < 25_000_000, f"{stub.sent:,} bytes of the reply were taken"
+
+
+@pytest.mark.parametrize("size,chunk", [(100_000_000, 1_000_000), (40_000_000, 40_000_000)],
+                         ids=["fat-events", "one-endless-line"])
+def test_a_stream_of_bytes_without_reply_is_cut_off(seeded: Assistant, stubs: list[StubLLM], size: int,
+                                                    chunk: int) -> None:
+    """Events that carry no reply, 1 MB each, or one line of 40 MB (a fast server: the deadline is far): the
+    stream is read up to read_cap bytes, then closed, and the answer comes from the offline answerer and
+    says why; the rest is never read (nor held in memory)."""
+    stub = StubLLM("fat", size=size, chunk=chunk)
+    stubs.append(stub)
+    a = within(30, lambda: _kb(seeded, stub.url, llm_max_tokens=100, llm_deadline=60).ask(QUESTION))
+    assert a.answerer == "offline" and "12,000" in a.text
+    assert any("sent more than 167,936 bytes" in n and "at most 100 tokens" in n and "offline answerer" in n
+               for n in a.notes), a.notes
+    assert stub.hung_up.wait(10), "the connection to the model was left open"
+    assert stub.sent < size // 4, f"{stub.sent:,} bytes of the stream were taken"
+
+
+def test_a_compressed_reply_is_refused_not_inflated(seeded: Assistant, stubs: list[StubLLM]) -> None:
+    """A reply gzip-compressed although the request asked for it plain (Accept-Encoding: identity): 50 MB of
+    JSON in a few hundred kilobytes would inflate past any limit on the bytes read, so it is refused with a
+    message that says so."""
+    stub = StubLLM("gzip", reply="Russia deployed troops. ", size=50_000_000)
+    stubs.append(stub)
+    kb = _kb(seeded, stub.url, llm_max_tokens=100, llm_deadline=60)
+    with pytest.raises(LLMError, match=r"compressed its reply \(Content-Encoding: gzip\)"):
+        within(30, lambda: kb.llm.complete([{"role": "user", "content": "hello"}]))
+    assert stub.requests and stub.hung_up.wait(10)
+
+
+def test_a_reply_cut_anywhere_in_its_text_gives_the_text_up_to_there() -> None:
+    """What the first read_cap bytes of a JSON reply give, wherever they end in its text: the text up to there
+    (less an escape, or the half of an emoji's surrogate pair, that was cut); cut outside the text, nothing."""
+    from assistant.llm import _cut_json
+
+    content = 'He said "no" \\ 12,000 troops ü 😀 — [1].\n'
+    for ensure_ascii in (True, False):  # "\ud83d\ude00" or the emoji itself
+        def dump(value: object, ensure_ascii: bool = ensure_ascii) -> str:
+            return json.dumps(value, ensure_ascii=ensure_ascii)
+
+        body = dump({"id": "x", "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
+                     "usage": {"total_tokens": 9}})
+        start = body.index(dump(content))
+        for i in range(start + 1, start + len(dump(content))):
+            written = max((content[:k] for k in range(len(content) + 1)
+                           if body[start:i].startswith(dump(content[:k])[:-1])), key=len)
+            assert _cut_json(body[:i])["choices"][0]["message"]["content"] == written, body[start:i]
+        assert _cut_json(body[: body.index('"usage"') + 3]) is None
+        assert _cut_json(body)["usage"] == {"total_tokens": 9}
 
 
 def test_one_huge_word_is_answered_in_seconds(seeded: Assistant, stubs: list[StubLLM]) -> None:
