@@ -90,7 +90,8 @@ def main() -> int:
     try:
         env = dict(os.environ, ASSISTANT_LLM_BASE_URL=f"http://127.0.0.1:{port}/v1",
                    ASSISTANT_LLM_MODEL="qwen2.5-coder-1.5b", ASSISTANT_LLM_CONTEXT_WINDOW="8192",
-                   ASSISTANT_LLM_TIMEOUT="300", ASSISTANT_LLM_FALLBACK_OFFLINE="false")
+                   ASSISTANT_LLM_TIMEOUT="300", ASSISTANT_LLM_DEADLINE="600",
+                   ASSISTANT_LLM_FALLBACK_OFFLINE="false")
         cmd = [sys.executable, "-m", "assistant.cli", "eval", "--answerer", "llm", "--corpus", args.corpus,
                "--out", str(out)]
         if args.limit:
