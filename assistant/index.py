@@ -505,9 +505,12 @@ def _cache_attributes(name: str) -> frozenset[str]:
     """The attributes a cached object of this type has: those its class's own state holds (a new instance's;
     a BM25 index's once it has indexed something). A cache that sets any other (a string in place of a
     method) or leaves one out is not one this assistant wrote."""
-    sample = _cache_type(name)()
     if name == "BM25":
-        sample.index([["a"]], show_progress=False)
+        from .retrieve import _bm25_index  # the one place that builds a BM25 index, and quiets bm25s's logger
+
+        sample = _bm25_index([["a"]])
+    else:
+        sample = _cache_type(name)()
     return frozenset(sample.__getstate__())
 
 
